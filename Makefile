@@ -1,0 +1,32 @@
+# nncli: `make demo` sets everything up and fine-tunes the embedded default; `make test` sets up and runs the tests.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nncli-installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt scripts/install-torch.sh
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	scripts/install-torch.sh $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[demo,dev,tensorboard]"
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/nncli finetune quickstart --output runs/quickstart --overwrite
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check nncli tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/finetune_bench.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

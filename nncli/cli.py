@@ -1,0 +1,403 @@
+"""The command line: a thin adapter. parse -> load_recipe -> <capability>.run -> emit -> exit code.
+
+This is the only module that imports Typer. Heavy libraries (torch, transformers, peft) are imported
+inside the capabilities, so `nncli --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from . import __version__, console
+from .errors import ExitCode, NncliError, UsageError
+
+app = typer.Typer(name="nncli", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Fine-tune, evaluate, distill, quantize and export Hugging Face models, with gates for CI.\n\n"
+                       "Exit codes: 0 ok, 1 internal error, 2 usage, 3 input, 4 environment, 5 gate failed, "
+                       "130 interrupted.")
+recipes_app = typer.Typer(no_args_is_help=True, help="List, show, copy and validate recipes.")
+app.add_typer(recipes_app, name="recipes", help="List, show, copy and validate recipes.")
+
+# ---------------------------------------------------------------------------------------------- shared options
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout (results only).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also NNCLI_DEBUG=1).")]
+ArgsArg = Annotated[Optional[list[str]], typer.Argument(
+    metavar="[RECIPE] [KEY=VALUE]...", help="A recipe file or shipped recipe name, then dotted overrides such as train.lr=1e-3.",
+    show_default=False)]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, model directory or run directory.")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", help="Training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id.")]
+ValidationOpt = Annotated[Optional[str], typer.Option("--validation", help="Validation file (default: a stratified 10% split of --data).")]
+TestOpt = Annotated[Optional[str], typer.Option("--test", help="Test file, scored once at the end.")]
+TextColOpt = Annotated[Optional[list[str]], typer.Option("--text-column", help="Text column; repeat it when files name it differently.")]
+PairColOpt = Annotated[Optional[str], typer.Option("--text-pair-column", help="Second text column for pair tasks.")]
+LabelColOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column (strings or integers).")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Run directory (default runs/<recipe name>).")]
+MinOpt = Annotated[Optional[list[str]], typer.Option("--min", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is below VALUE.")]
+MaxOpt = Annotated[Optional[list[str]], typer.Option("--max", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is above VALUE.")]
+
+
+_global = {"json": False, "quiet": False, "debug": False}
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"nncli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+):
+    """Fine-tune, evaluate, distill, quantize and export Hugging Face models, with gates for CI."""
+    _global.update(json=json_out, quiet=quiet, debug=debug)
+
+
+def _split_args(args: list[str] | None) -> tuple[str | None, list[str]]:
+    args = list(args or [])
+    recipe = None
+    if args and "=" not in args[0]:
+        recipe = args.pop(0)
+    stray = [a for a in args if "=" not in a]
+    if stray:
+        raise UsageError(f"unexpected argument {stray[0]!r}: after the recipe only KEY=VALUE overrides are allowed",
+                         "put flags before or after, e.g. nncli finetune recipe.yaml train.lr=1e-3 --epochs 3")
+    return recipe, args
+
+
+def _execute(fn: Callable[[], Any], json_out: bool, quiet: bool, debug: bool, render: Callable[[dict], None] | None = None) -> None:
+    """Run a capability, print its result, and map every outcome to the documented exit code."""
+    json_out = json_out or _global["json"]
+    console.state.quiet = quiet or _global["quiet"]
+    debug = debug or _global["debug"] or os.environ.get("NNCLI_DEBUG", "") not in ("", "0")
+    console.state.debug = debug
+    code = ExitCode.OK
+    try:
+        result = fn()
+        _emit(result, json_out, render)
+        code = ExitCode(result.get("exit_code") or 0) if isinstance(result, dict) else ExitCode.OK
+    except NncliError as e:
+        code = e.code
+        report = getattr(e, "report", None)
+        if json_out:
+            payload = report if report is not None else {"status": "error", "exit_code": int(code)}
+            payload = {**payload, "error": e.message, "hint": e.hint, "details": e.details, "exit_code": int(code)}
+            _print_json(payload)
+        elif report is not None and render is not None:
+            render(report)
+        _print_error(e, debug)
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+        console.warn("interrupted")
+        if json_out:
+            _print_json({"status": "interrupted", "exit_code": int(code)})
+    except Exception as e:  # a bug: say so plainly
+        code = ExitCode.INTERNAL
+        if json_out:
+            _print_json({"status": "error", "exit_code": int(code), "error": f"internal error: {type(e).__name__}: {e}"})
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        console.console().print(f"error: internal error ({type(e).__name__}: {e}). This is a bug in nncli; "
+                                "rerun with --debug for the traceback and report it.", markup=False)
+    raise typer.Exit(int(code))
+
+
+def _print_error(e: NncliError, debug: bool) -> None:
+    c = console.console()
+    c.print(f"error: {e.message}", markup=False)
+    for d in e.details:
+        c.print(f"  - {d}", markup=False)
+    if e.hint:
+        c.print(f"hint: {e.hint}", markup=False)
+    if debug:
+        traceback.print_exception(e, file=sys.stderr)
+
+
+def _print_json(obj: dict) -> None:
+    from .report import _json_default
+
+    sys.stdout.write(json.dumps(obj, default=_json_default, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _emit(result: Any, json_out: bool, render: Callable[[dict], None] | None) -> None:
+    if json_out:
+        _print_json(result if isinstance(result, dict) else {"result": result})
+    elif render is not None:
+        render(result)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=not sys.stdout.isatty())
+
+
+# ---------------------------------------------------------------------------------------------- finetune
+
+@app.command()
+def finetune(
+    args: ArgsArg = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    validation: ValidationOpt = None,
+    test: TestOpt = None,
+    text_column: TextColOpt = None,
+    text_pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    output: OutputOpt = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Training epochs (early stopping may end sooner).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="lora or full.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Truncate texts to this many tokens.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same metrics on CPU).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run the pre-flight checks only.")] = False,
+    min_: MinOpt = None,
+    max_: MaxOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Fine-tune a text classifier (LoRA by default) and write a run directory with an honest report.
+
+    Examples:
+
+      nncli finetune quickstart
+
+      nncli finetune --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv --text-column review --label-column stars -o runs/stars
+
+      nncli finetune my.yaml train.lr=1e-3 train.epochs=5 --min test.macro_f1=0.6 --json
+    """
+    def job():
+        from . import finetune as ft
+        from .recipe import find_recipe, load_recipe
+        from .report import parse_gate_flags, parse_gates
+
+        recipe_name, overrides = _split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+                 "data.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None,
+                 "data.text_pair_column": text_pair_column, "data.label_column": label_column, "output": output,
+                 "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
+                 "data.max_length": max_length, "train.seed": seed}
+        recipe = load_recipe("finetune", path, overrides, flags)
+        gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
+                            {**recipe.gates.max, **parse_gate_flags(max_, "max")})
+        return ft.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run, gates=gates)
+
+    _execute(job, json_out, quiet, debug, _render_finetune)
+
+
+def _render_finetune(report: dict) -> None:
+    from rich.table import Table
+
+    out = _stdout()
+    if report.get("status") == "dry-run":
+        out.print(f"pre-flight passed: {len(report['warnings'])} warning(s); estimate "
+                  f"{report['estimate']['peak_memory_gb']} GB peak, ~{report['estimate']['seconds_per_epoch']:.0f}s per epoch")
+        return
+    t = Table(title=f"{report.get('name') or 'run'}: {report['status']}")
+    for col in ("split", "accuracy", "macro-F1", "loss", "majority acc", "TF-IDF+LR F1"):
+        t.add_column(col)
+    for split, m in report.get("metrics", {}).items():
+        maj = report.get("baselines", {}).get("majority_class", {}).get(split, {})
+        tf = report.get("baselines", {}).get("tfidf_logreg", {}).get(split, {})
+        t.add_row(split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}",
+                  f"{maj.get('accuracy', float('nan')):.4f}", f"{tf.get('macro_f1', float('nan')):.4f}")
+    out.print(t)
+    for g in report.get("gates", []):
+        out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}")
+    tm = report.get("timings", {})
+    if tm:
+        out.print(f"{tm.get('train_samples_per_second')} samples/s, {tm.get('wall_seconds')}s wall; "
+                  f"artifacts: {', '.join(report.get('artifacts', {}))}")
+
+
+# ---------------------------------------------------------------------------------------------- validate
+
+@app.command()
+def validate(
+    args: ArgsArg = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    validation: ValidationOpt = None,
+    test: TestOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (leakage, duplicates, truncation...) as failures (exit 3).")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Pre-flight a finetune recipe: schema, data, labels, leakage, token lengths, memory and time estimate.
+
+    Examples:
+
+      nncli validate quickstart
+
+      nncli validate my.yaml data.max_length=256 --strict --json
+    """
+    def job():
+        from . import preflight
+        from .errors import InputError
+        from .recipe import find_recipe, load_recipe
+
+        recipe_name, overrides = _split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+                 "data.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None,
+                 "data.label_column": label_column}
+        recipe = load_recipe("finetune", path, overrides, flags)
+        pf = preflight.run(recipe)
+        for w in pf.warnings:
+            console.warn(w)
+        result = {"status": "ok", "exit_code": 0, "warnings": pf.warnings, "data": pf.summary, "estimate": pf.estimate}
+        if strict and pf.warnings:
+            raise InputError(f"{len(pf.warnings)} warning(s) with --strict", "fix the data, or drop --strict", details=pf.warnings)
+        result["summary"] = preflight.render(pf)
+        return result
+
+    _execute(job, json_out, quiet, debug, lambda r: _stdout().print(r["summary"] + f"\nok: {len(r['warnings'])} warning(s)", markup=False))
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+
+@recipes_app.command("list")
+def recipes_list(json_out: JsonOpt = False):
+    """List the recipes shipped with nncli.
+
+    Examples:
+
+      nncli recipes list
+    """
+    def job():
+        from .recipe import shipped_recipes
+
+        items = []
+        for name, path in shipped_recipes().items():
+            desc = ""
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.startswith("#"):
+                    desc = line.lstrip("# ").strip()
+                    break
+            items.append({"name": name, "description": desc, "path": str(path)})
+        return {"recipes": items, "exit_code": 0}
+
+    def render(r):
+        from rich.table import Table
+
+        t = Table(show_header=True)
+        t.add_column("recipe")
+        t.add_column("what it does")
+        for item in r["recipes"]:
+            t.add_row(item["name"], item["description"])
+        _stdout().print(t)
+
+    _execute(job, json_out, False, False, render)
+
+
+@recipes_app.command("show")
+def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name or path.")]):
+    """Print a recipe.
+
+    Examples:
+
+      nncli recipes show quickstart
+    """
+    def job():
+        from .recipe import find_recipe
+
+        return {"text": find_recipe(name).read_text(encoding="utf-8"), "exit_code": 0}
+
+    _execute(job, False, False, False, lambda r: sys.stdout.write(r["text"]))
+
+
+@recipes_app.command("copy")
+def recipes_copy(
+    name: Annotated[str, typer.Argument(help="Shipped recipe name.")],
+    dest: Annotated[Path, typer.Argument(help="Destination file or directory.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+):
+    """Copy a shipped recipe to edit it. Data paths are rewritten to absolute ones so the copy runs anywhere.
+
+    Examples:
+
+      nncli recipes copy quickstart my.yaml
+    """
+    def job():
+        import yaml
+
+        from .recipe import PATH_KEYS, find_recipe, get_path, read_yaml, set_path
+        from .report import atomic_write_text
+
+        src = find_recipe(name)
+        target = dest / src.name if dest.is_dir() else dest
+        if target.exists() and not force:
+            raise UsageError(f"{target} already exists", "pass --force to overwrite it, or choose another name")
+        text = src.read_text(encoding="utf-8")
+        raw = read_yaml(src)
+        header = [ln for ln in text.splitlines() if ln.startswith("#")]
+        for key in PATH_KEYS.get(raw.get("command", "finetune"), []):
+            value = get_path(raw, key)
+            if isinstance(value, str) and (src.parent / value).exists():
+                set_path(raw, list(key), str((src.parent / value).resolve()))
+        atomic_write_text(target, "\n".join(header) + ("\n" if header else "") +
+                          yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+        return {"copied": str(target), "exit_code": 0}
+
+    _execute(job, False, False, False, lambda r: _stdout().print(r["copied"], markup=False))
+
+
+@recipes_app.command("validate")
+def recipes_validate(paths: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")], json_out: JsonOpt = False):
+    """Check recipes against their schemas (no data is read). Every problem in every file is listed.
+
+    Examples:
+
+      nncli recipes validate recipes/*.yaml
+    """
+    def job():
+        from .recipe import SCHEMAS, _resolve_relative, find_recipe, read_yaml, recipe_command, validate as check
+
+        results, problems = [], []
+        for p in paths:
+            try:
+                path = find_recipe(p)
+                cmd = recipe_command(path)
+                raw = read_yaml(path)
+                _resolve_relative(raw, path.resolve().parent, cmd)
+                check(SCHEMAS[cmd], raw, source=str(path))
+                results.append({"path": str(path), "command": cmd, "valid": True})
+            except NncliError as e:
+                results.append({"path": p, "valid": False, "problems": e.details or [e.message]})
+                problems += [f"{p}: {d}" for d in (e.details or [e.message])]
+        if problems:
+            raise UsageError(f"{sum(not r['valid'] for r in results)} of {len(results)} recipe(s) invalid", "fix the keys listed",
+                             details=problems)
+        return {"recipes": results, "exit_code": 0}
+
+    _execute(job, json_out, False, False, lambda r: _stdout().print("\n".join(f"ok: {x['path']}" for x in r["recipes"]), markup=False))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Exit codes (a public contract, GUIDE §3) and the one exception type library code raises."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    INPUT = 3
+    ENVIRONMENT = 4
+    GATE = 5
+    INTERRUPTED = 130
+
+
+class NncliError(Exception):
+    """An error nncli expected: it carries a one-line message, a hint (what to do next) and an exit code."""
+
+    code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, hint: str | None = None, *, code: ExitCode | None = None, details: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details or []
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(NncliError):
+    code = ExitCode.USAGE
+
+
+class InputError(NncliError):
+    code = ExitCode.INPUT
+
+
+class EnvironmentProblem(NncliError):
+    code = ExitCode.ENVIRONMENT
+
+
+class GateFailed(NncliError):
+    """The job ran, but a threshold did not hold. The report has already been written."""
+
+    code = ExitCode.GATE
+
+    def __init__(self, message: str, hint: str | None = None, *, report: dict | None = None, **kw):
+        super().__init__(message, hint, **kw)
+        self.report = report
+
+
+class Interrupted(NncliError):
+    code = ExitCode.INTERRUPTED
+
+
+def missing_extra(package: str, extra: str) -> EnvironmentProblem:
+    return EnvironmentProblem(
+        f"the optional dependency '{package}' is not installed",
+        f"install it with: pip install 'nncli[{extra}]'",
+    )

@@ -1,0 +1,306 @@
+"""Typed, closed recipe schemas, KEY=VALUE overrides, and error reports with "did you mean".
+
+Precedence, written once (load_recipe): schema defaults < recipe file < KEY=VALUE overrides < flags.
+Relative paths inside a recipe file are resolved against the recipe's own folder when that file
+exists there (so shipped recipes run from anywhere); paths given as overrides or flags are relative to
+the current directory, as on any command line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InputError, UsageError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Strict):
+    name: str = Field(DEFAULT_MODEL, description="hub id or local model directory")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    trust_remote_code: bool = Field(False, description="run code shipped with the model; off unless you trust it")
+    allow_pickle: bool = Field(False, description="allow pickle (.bin) weights; safetensors only by default")
+
+
+class DataSpec(Strict):
+    train: str | None = Field(None, description="training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id")
+    validation: str | None = Field(None, description="validation file; default: a stratified split of train")
+    test: str | None = Field(None, description="optional test file, scored once at the end")
+    config: str | None = Field(None, description="hub dataset configuration name")
+    train_split: str = "train"
+    validation_split: str | None = Field(None, description="hub split name for validation (e.g. validation)")
+    test_split: str | None = Field(None, description="hub split name for test")
+    text_column: Union[str, list[str]] = Field("text", description="text column; a list means: the first one each file has")
+    text_pair_column: str | None = None
+    label_column: Union[str, list[str]] = "label"
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    max_length: int = Field(128, ge=8, le=8192)
+    clean_text: bool = Field(True, description="unescape HTML entities, strip wrapping quotes, fold whitespace")
+    max_train_samples: int | None = Field(None, ge=1, description="use a seeded random subset of N training rows")
+    encoding: str = Field("utf-8", description="text encoding of local files (e.g. latin-1, cp1252)")
+
+
+class LoraSpec(Strict):
+    r: int = Field(16, ge=1, le=1024)
+    alpha: float | None = Field(None, description="LoRA scaling numerator; default 2*r")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: Union[Literal["auto", "all-linear", "attention"], list[str]] = "auto"
+    use_dora: bool = False
+
+
+class TrainSpec(Strict):
+    epochs: float = Field(10, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = Field(16, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    lr: float | None = Field(None, gt=0, lt=1, description="peak learning rate; default 2e-3 for LoRA, 1e-4 for full")
+    head_lr: float | None = Field(None, gt=0, lt=1, description="learning rate of the classifier head and pooler; default = lr")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    eval_every: Union[Literal["epoch"], int] = Field("epoch", description="'epoch' or a number of optimizer steps")
+    early_stopping_patience: int = Field(3, ge=0, description="evaluations without improvement before stopping; 0 = off")
+    metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
+    class_weights: Literal["balanced", "none"] = "balanced"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    seed: int = 42
+    bf16: Literal["auto", "on", "off"] = Field("off", description="bf16 autocast for training on CPUs with native bf16")
+    group_by_length: bool = True
+    threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+
+    @field_validator("eval_every")
+    @classmethod
+    def _positive_steps(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be 'epoch' or a positive number of steps")
+        return v
+
+
+class LoggingSpec(Strict):
+    tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
+    every_steps: int = Field(10, ge=1, description="log training loss every N optimizer steps")
+
+
+class GatesSpec(Strict):
+    min: dict[str, float] = Field(default_factory=dict, description="metric: lowest acceptable value")
+    max: dict[str, float] = Field(default_factory=dict, description="metric: highest acceptable value")
+
+
+class FinetuneRecipe(Strict):
+    command: Literal["finetune"] = "finetune"
+    task: Literal["sequence-classification"] = "sequence-classification"
+    name: str | None = Field(None, description="run name; default: the recipe file's name")
+    output: str | None = Field(None, description="run directory; default runs/<name>")
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraSpec = LoraSpec()
+    train: TrainSpec = TrainSpec()
+    logging: LoggingSpec = LoggingSpec()
+    gates: GatesSpec = GatesSpec()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.data.train is None:
+            raise ValueError("data.train: required (a data file or hub dataset id); set it in the recipe or pass --data")
+        return self
+
+
+SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe}
+
+# Keys in each schema whose values are paths that should be resolved relative to the recipe file.
+PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)]}
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"recipe not found: {p}", "check the path, or list shipped recipes with: nncli recipes list")
+    if p.is_dir():
+        raise UsageError(f"recipe path is a directory: {p}", "pass a YAML file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read recipe {p}: {e}", "save it as UTF-8 text")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UsageError(f"{p}: malformed YAML{where}: {problem}", "fix the YAML syntax (indentation, colons, quotes)")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{p}: a recipe must be a mapping of keys to values, got {type(data).__name__}",
+                         "start from a shipped recipe: nncli recipes copy quickstart my.yaml")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise UsageError(f"override '{item}' is not KEY=VALUE", "write overrides as dotted keys, e.g. train.lr=1e-3")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise UsageError(f"override '{item}' has an empty key", "write overrides as dotted keys, e.g. train.lr=1e-3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def set_path(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[path[-1]] = value
+
+
+def get_path(tree: dict, path: tuple | list):
+    node = tree
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _resolve_relative(raw: dict, base: Path, command: str) -> None:
+    for path in PATH_KEYS.get(command, []):
+        value = get_path(raw, path)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            candidate = (base / value)
+            if candidate.exists() or path == ("output",) and value.startswith("."):
+                set_path(raw, list(path), str(candidate.resolve()))
+
+
+def load_recipe(command: str, path: str | Path | None = None, overrides: list[str] | None = None,
+                flags: dict[str, Any] | None = None) -> Strict:
+    """Build a validated recipe: defaults < file < overrides < flags (flags use dotted keys too)."""
+    schema = SCHEMAS[command]
+    raw: dict = {}
+    if path is not None:
+        raw = read_yaml(path)
+        _resolve_relative(raw, Path(path).resolve().parent, command)
+        file_command = raw.get("command", command)
+        if file_command != command:
+            raise UsageError(f"{path}: this is a '{file_command}' recipe, not a '{command}' recipe",
+                             f"run it with: nncli {file_command} {path}")
+        raw.setdefault("name", Path(path).stem)
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        set_path(raw, keys, value)
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            set_path(raw, dotted.split("."), value)
+    return validate(schema, raw, source=str(path) if path else "recipe")
+
+
+def validate(schema: type[Strict], raw: dict, source: str = "recipe") -> Strict:
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as e:
+        problems = format_errors(schema, e)
+        raise UsageError(f"{source}: {len(problems)} problem(s) in the recipe", "fix the keys listed above; "
+                         "see every key with: nncli recipes show quickstart", details=problems)
+
+
+def format_errors(schema: type[BaseModel], error: ValidationError) -> list[str]:
+    out = []
+    for err in error.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal[", "list["))]
+        key = ".".join(loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            known = _fields_at(schema, loc[:-1])
+            close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+            msg = "unknown key" + (f"; did you mean '{'.'.join(loc[:-1] + [close[0]])}'?" if close else
+                                   f"; known keys here: {', '.join(sorted(known))}")
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+            if msg.startswith(key + ": "):
+                msg = msg[len(key) + 2:]
+            elif ": " in msg and key == "(top level)":
+                key, _, msg = msg.partition(": ")
+        if "input" in err and err["type"] not in ("extra_forbidden", "missing") and not isinstance(err["input"], dict):
+            msg += f" (got {err['input']!r})"
+        line = f"{key}: {msg}"
+        if line not in out:
+            out.append(line)
+    return out
+
+
+def _fields_at(schema: type[BaseModel], loc: list[str]) -> list[str]:
+    model = schema
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def dump(recipe: Strict) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- shipped recipes
+
+def recipes_dir() -> Path:
+    """Shipped recipes: inside the installed wheel (nncli/recipes) or the source checkout (recipes/)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "recipes", here.parent / "recipes"):
+        if candidate.is_dir():
+            return candidate
+    raise InputError("the shipped recipes are missing from this installation", "reinstall nncli")
+
+
+def shipped_recipes() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(recipes_dir().glob("*.yaml"))}
+
+
+def find_recipe(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    shipped = shipped_recipes()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    close = difflib.get_close_matches(name_or_path, list(shipped), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"shipped recipes: {', '.join(shipped)}"
+    raise UsageError(f"no recipe file or shipped recipe named '{name_or_path}'", hint)
+
+
+def recipe_command(path: Path) -> str:
+    raw = read_yaml(path)
+    cmd = raw.get("command", "finetune")
+    if cmd not in SCHEMAS:
+        close = difflib.get_close_matches(str(cmd), list(SCHEMAS), n=1)
+        raise UsageError(f"{path}: command: unknown command {cmd!r}" + (f"; did you mean '{close[0]}'?" if close else ""),
+                         f"one of: {', '.join(SCHEMAS)}")
+    return cmd

@@ -1,0 +1,156 @@
+"""Offline fixtures: tiny models built from transformers configs (never downloaded) and tiny datasets.
+
+The tokenizers are trained in-process on the fixture corpus, so the suite needs no model package and
+no network. Models are 2 layers, hidden 32, built once per session.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("NNCLI_DEBUG", None)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+POS = ["great", "wonderful", "excellent", "love", "superb", "happy", "fantastic", "delightful"]
+NEG = ["awful", "terrible", "broken", "hate", "poor", "refund", "useless", "disappointing"]
+NEU = ["okay", "average", "fine", "arrived", "standard", "expected", "plain", "ordinary"]
+FILLER = ["the", "kettle", "book", "phone", "it", "was", "quite", "really", "box", "shirt", "toy", "lamp", "this",
+          "my", "and", "but", "order", "product", "is", "very", "for", "price", "a", "day", "week"]
+
+
+def make_rows(n: int, seed: int, labels=("negative", "neutral", "positive"), weights=(0.3, 0.15, 0.55)) -> list[dict]:
+    """Texts whose label is carried by sentiment words among neutral filler: learnable in a few steps."""
+    rng = random.Random(seed)
+    words = {"positive": POS, "negative": NEG, "neutral": NEU}
+    rows = []
+    for i in range(n):
+        label = rng.choices(labels, weights=weights[: len(labels)])[0]
+        body = rng.choices(FILLER, k=rng.randint(3, 12))
+        for _ in range(rng.randint(1, 2)):
+            body.insert(rng.randrange(len(body) + 1), rng.choice(words[label]))
+        rows.append({"id": f"{seed}-{i}", "text": " ".join(body), "label": label, "category": rng.choice(["a", "b"])})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("data")
+    return {"train": write_csv(d / "train.csv", make_rows(240, 1)), "validation": write_csv(d / "validation.csv", make_rows(60, 2)),
+            "test": write_csv(d / "test.csv", make_rows(60, 3)), "dir": d}
+
+
+def _corpus() -> list[str]:
+    return [r["text"] for r in make_rows(400, 9)] + ["hello world", "[PAD] [UNK]"]
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer_dir(tmp_path_factory) -> Path:
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    d = tmp_path_factory.mktemp("tok_bert")
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(_corpus(), vocab_size=300, min_frequency=1,
+                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    wp.save_model(str(d))
+    BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(d)
+    return d
+
+
+def _save(model, tok_dir: Path, out: Path) -> Path:
+    from transformers import AutoTokenizer
+
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tok_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, bert_tokenizer_dir) -> Path:
+    """A BertModel checkpoint (no classifier head, like a sentence-transformers model)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=128)
+    return _save(BertModel(cfg), bert_tokenizer_dir, tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory, bert_tokenizer_dir) -> Path:
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(0)
+    from transformers import DistilBertTokenizerFast
+
+    cfg = DistilBertConfig(vocab_size=300, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128)
+    out = tmp_path_factory.mktemp("tiny_distilbert")
+    DistilBertModel(cfg).save_pretrained(out, safe_serialization=True)
+    DistilBertTokenizerFast(vocab_file=str(bert_tokenizer_dir / "vocab.txt"), do_lower_case=True).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory) -> Path:
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny_roberta")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_corpus(), vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(d))
+    tok = RobertaTokenizerFast(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    torch.manual_seed(0)
+    cfg = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=130, pad_token_id=tok.pad_token_id)
+    RobertaModel(cfg).save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_bert, tiny_distilbert, tiny_roberta) -> dict[str, Path]:
+    return {"bert": tiny_bert, "distilbert": tiny_distilbert, "roberta": tiny_roberta}
+
+
+@pytest.fixture()
+def cli():
+    """Invoke the Typer app in-process; returns a function giving (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from nncli.cli import _global, app
+
+    def invoke(*args: str):
+        _global.update(json=False, quiet=False, debug=False)
+        r = CliRunner().invoke(app, [str(a) for a in args])
+        return r.exit_code, r.stdout, r.stderr
+
+    return invoke
+
+
+def finetune_args(model: Path, data: dict, out: Path, *extra: str) -> list[str]:
+    return ["finetune", "--model", str(model), "--data", str(data["train"]), "--validation", str(data["validation"]),
+            "--test", str(data["test"]), "--output", str(out), "train.epochs=3", "train.lr=5e-3", "train.batch_size=16",
+            "data.max_length=32", *extra]

@@ -1,0 +1,101 @@
+"""End-to-end finetune on tiny models: artifacts load in peft's and transformers' own clients."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import finetune_args
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
+def test_finetune_end_to_end(arch, tiny_models, tiny_data, tmp_path, cli):
+    out = tmp_path / "run"
+    code, stdout, stderr = cli(*finetune_args(tiny_models[arch], tiny_data, out, "--json"))
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["status"] == "succeeded" and report["exit_code"] == 0
+    for name in ("recipe.yaml", "report.json", "metrics.jsonl", "README.md", "curves.png", "adapter", "merged"):
+        assert (out / name).exists(), name
+    assert not (out / "checkpoint").exists()
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["metrics"] == report["metrics"]
+    for split in ("validation", "test"):
+        m = saved["metrics"][split]
+        assert 0 <= m["accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
+        assert m["ci95"]["accuracy"][0] <= m["accuracy"] <= m["ci95"]["accuracy"][1]
+        assert set(saved["baselines"]["majority_class"][split]) >= {"accuracy", "macro_f1"}
+        assert set(saved["baselines"]["tfidf_logreg"][split]) >= {"accuracy", "macro_f1"}
+    assert saved["data"]["rows"]["train"]["kept"] == 240
+    assert saved["training"]["trainable_parameters"] < saved["training"]["total_parameters"]
+    assert saved["timings"]["train_samples_per_second"] > 0
+    assert saved["environment"]["torch"] and saved["environment"]["transformers"]
+
+    # the ecosystem's own clients load the artifacts and agree with each other
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    merged = AutoModelForSequenceClassification.from_pretrained(out / "merged").eval()
+    assert merged.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_models[arch], num_labels=3)
+    adapted = PeftModel.from_pretrained(base, out / "adapter").eval()
+    tok = AutoTokenizer.from_pretrained(out / "merged")
+    x = tok(["great lamp", "awful broken kettle"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(merged(**x).logits, adapted(**x).logits, atol=1e-4)
+    clf = pipeline("text-classification", model=str(out / "merged"), device="cpu")
+    assert clf("great lamp")[0]["label"] in {"negative", "neutral", "positive"}
+
+
+def test_training_learns_the_task(tiny_bert, tiny_data, tmp_path, cli):
+    # a random 2-layer backbone cannot be adapted by LoRA alone; full fine-tuning must learn the keyword task
+    out = tmp_path / "run"
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr=3e-3",
+                                              "train.epochs=6", "--json"))
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    test, majority = r["metrics"]["test"], r["baselines"]["majority_class"]["test"]
+    assert test["macro_f1"] > majority["macro_f1"] + 0.2
+    assert not any(w.startswith("COLLAPSED") for w in r["warnings"])
+
+
+def test_same_seed_same_metrics(tiny_bert, tiny_data, tmp_path, cli):
+    reports = []
+    for i in range(2):
+        code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / f"r{i}", "train.epochs=1", "--json"))
+        assert code == 0, stderr
+        reports.append(json.loads(stdout)["metrics"])
+    assert reports[0] == reports[1]
+
+
+def test_full_finetune_writes_merged_only(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "full"
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.epochs=1", "--json"))
+    assert code == 0, stderr
+    assert (out / "merged" / "model.safetensors").exists() and not (out / "adapter").exists()
+    assert json.loads(stdout)["training"]["fully_trained_modules"] == ["all"]
+
+
+def test_collapse_is_reported(tiny_bert, tiny_data, tmp_path, cli):
+    # a learning rate far too small for 1 step cannot learn anything: the report must say so
+    out = tmp_path / "collapse"
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.max_steps=1", "train.lr=1e-9",
+                                              "train.class_weights=none", "--json"))
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert any("COLLAPSED" in w or "majority class" in w for w in r["warnings"])
+    assert "warning:" in stderr
+
+
+def test_model_card_and_recipe_rerun(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "card"
+    code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.epochs=1"))
+    assert code == 0, stderr
+    card = (out / "README.md").read_text()
+    assert "95% bootstrap" in card and "TF-IDF" in card and "PeftModel.from_pretrained" in card
+    # the resolved recipe re-runs the job: same metrics
+    code, stdout, stderr = cli("finetune", out / "recipe.yaml", "--output", tmp_path / "again", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["metrics"] == json.loads((out / "report.json").read_text())["metrics"]

@@ -1,0 +1,71 @@
+"""Interruption and resume: SIGINT/SIGTERM save state, exit 130, and --resume reaches the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import finetune_args
+
+ARGS = ("--method", "full", "train.lr=3e-3", "train.epochs=12", "train.early_stopping_patience=0", "train.batch_size=8")
+
+
+def _start(args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_then_resume_matches_uninterrupted(sig, tiny_bert, tiny_data, tmp_path, cli):
+    ref = tmp_path / "ref"
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, ref, *ARGS, "--json"))
+    assert code == 0, stderr
+    expected = json.loads(stdout)
+
+    out = tmp_path / "run"
+    proc = _start(finetune_args(tiny_bert, tiny_data, out, *ARGS))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoint" / "state.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("training finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["exit_code"] == 130
+    assert not (out / "merged").exists()
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert 0 < state["step"] < expected["training"]["steps"]
+
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, *ARGS, "--resume", "--json"))
+    assert code == 0, stderr
+    resumed = json.loads(stdout)
+    assert resumed["metrics"] == expected["metrics"]
+    assert resumed["training"]["steps"] == expected["training"]["steps"]
+
+
+def test_resume_refuses_changed_recipe(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "run"
+    proc = _start(finetune_args(tiny_bert, tiny_data, out, *ARGS))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoint" / "state.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("training finished before the signal arrived")
+    code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, *ARGS, "train.lr=1e-3", "--resume"))
+    assert code == 2 and "changed" in stderr
+
+
+def test_resume_without_checkpoint_is_refused(tiny_bert, tiny_data, tmp_path, cli):
+    code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / "none", "--resume"))
+    assert code == 3 and "nothing to resume" in stderr
