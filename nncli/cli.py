@@ -87,7 +87,8 @@ def _execute(fn: Callable[[], Any], json_out: bool, quiet: bool, debug: bool, re
     code = ExitCode.OK
     try:
         result = fn()
-        _emit(result, json_out, render)
+        if console.is_main_process():  # under torchrun, rank 0 alone prints results
+            _emit(result, json_out, render)
         code = ExitCode(result.get("exit_code") or 0) if isinstance(result, dict) else ExitCode.OK
     except NncliError as e:
         code = e.code

@@ -175,6 +175,12 @@ def _read_delimited(text: str, path: Path, fmt: str, role: str) -> Table:
     width = len(header)
     body = rows[1:]
     bad = [(i, len(r)) for i, r in enumerate(body) if len(r) != width and not (len(r) > width and not any(c.strip() for c in r[width:]))]
+    merged = [i for i, _ in bad if any("\n" in c for c in body[i])]
+    if merged:
+        i = merged[0]
+        n_lines = sum(c.count("\n") for c in body[i]) + 1
+        raise InputError(f"{role} file {path.name}: a stray quote at row {i + 2} merged {n_lines} lines into one field",
+                         "fix or escape that quote (\"\" inside quoted texts), or save the file as TSV (read with quoting off)")
     if bad:
         sample = ", ".join(f"row {i + 2} has {n} fields" for i, n in bad[:3])
         raise InputError(f"{role} file {path.name}: {len(bad)} row(s) do not have the header's {width} fields ({sample})",

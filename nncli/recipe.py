@@ -206,7 +206,8 @@ def load_recipe(command: str, path: str | Path | None = None, overrides: list[st
         if file_command != command:
             raise UsageError(f"{path}: this is a '{file_command}' recipe, not a '{command}' recipe",
                              f"run it with: nncli {file_command} {path}")
-        raw.setdefault("name", Path(path).stem)
+        if not raw.get("name"):
+            raw["name"] = Path(path).stem
     for item in overrides or []:
         keys, value = parse_override(item)
         set_path(raw, keys, value)

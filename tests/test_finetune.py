@@ -99,3 +99,22 @@ def test_model_card_and_recipe_rerun(tiny_bert, tiny_data, tmp_path, cli):
     code, stdout, stderr = cli("finetune", out / "recipe.yaml", "--output", tmp_path / "again", "--json")
     assert code == 0, stderr
     assert json.loads(stdout)["metrics"] == json.loads((out / "report.json").read_text())["metrics"]
+
+
+def test_tensorboard_event_files(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "tb"
+    code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.max_steps=4", "logging.tensorboard=true",
+                                         "logging.every_steps=1"))
+    assert code == 0, stderr
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_gradient_accumulation_and_step_evaluation(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "acc"
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.gradient_accumulation=2", "train.batch_size=8",
+                                              "train.eval_every=5", "train.max_steps=12", "--json"))
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["training"]["steps"] == 12
+    assert [h["step"] for h in r["training"]["history"]] == [5, 10, 12]
