@@ -144,7 +144,8 @@ def _emit(result: Any, json_out: bool, render: Callable[[dict], None] | None) ->
 def _stdout():
     from rich.console import Console
 
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=not sys.stdout.isatty())
+    tty = sys.stdout.isatty()
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=not tty, width=None if tty else 160)
 
 
 # ---------------------------------------------------------------------------------------------- finetune
@@ -228,6 +229,103 @@ def _render_finetune(report: dict) -> None:
     if tm:
         out.print(f"{tm.get('train_samples_per_second')} samples/s, {tm.get('wall_seconds')}s wall; "
                   f"artifacts: {', '.join(report.get('artifacts', {}))}")
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+
+def _split_models(args: list[str] | None) -> tuple[str | None, list[str], list[str]]:
+    """[RECIPE.yaml] [MODEL...] [KEY=VALUE...] in any order: *.yaml is the recipe, KEY=VALUE an override."""
+    recipe, models, overrides = None, [], []
+    for a in args or []:
+        if "=" in a and not a.startswith(("/", ".")):
+            overrides.append(a)
+        elif a.endswith((".yaml", ".yml")) and recipe is None:
+            recipe = a
+        else:
+            models.append(a)
+    return recipe, models, overrides
+
+
+@app.command()
+def evaluate(
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] MODEL... [KEY=VALUE]...",
+                    help="Models (run directories, model directories, hub ids, ONNX exports), optionally a recipe and overrides.",
+                    show_default=False)] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Evaluation data: a file or hub dataset id.")] = None,
+    text_column: TextColOpt = None,
+    text_pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    slice_column: Annotated[Optional[str], typer.Option(help="Report every metric per value of this column.")] = None,
+    validation: Annotated[Optional[str], typer.Option(help="Data to fit the calibration temperature on (default: the run's validation split).")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.")] = False,
+    bins: Annotated[Optional[int], typer.Option(help="Calibration bins (equal width).")] = None,
+    robustness: Annotated[Optional[bool], typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N rows.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    task: Annotated[Optional[str], typer.Option(help="auto, sequence-classification or causal-lm.")] = None,
+    min_: MinOpt = None,
+    max_: MaxOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Evaluate one or more models on the same data: metrics with 95% intervals, calibration, robustness, slices.
+
+    Examples:
+
+      nncli evaluate runs/quickstart --data recipes/data/reviews/test.csv --slice-column category -o runs/eval
+
+      nncli evaluate runs/quickstart runs/quickstart/merged-int8 --data test.csv --min accuracy=0.85 --max ece=0.05
+
+      nncli evaluate runs/quickstart --data test.csv --calibrate --json
+    """
+    def job():
+        from . import evaluate as ev
+        from .recipe import find_recipe, load_recipe
+        from .report import parse_gate_flags, parse_gates
+
+        recipe_name, models, overrides = _split_models(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"data.path": data, "data.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None,
+                 "data.text_pair_column": text_pair_column, "data.label_column": label_column, "data.slice_column": slice_column,
+                 "data.validation": validation, "calibration.fit": True if calibrate else None, "calibration.bins": bins,
+                 "robustness.enabled": robustness, "data.limit": limit, "output": output, "task": task,
+                 "models": models or None}
+        recipe = load_recipe("evaluate", path, overrides, flags)
+        gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
+                            {**recipe.gates.max, **parse_gate_flags(max_, "max")})
+        return ev.run(recipe, overwrite=overwrite, gates=gates)
+
+    _execute(job, json_out, quiet, debug, _render_evaluate)
+
+
+def _render_evaluate(report: dict) -> None:
+    from rich.table import Table
+
+    out = _stdout()
+    if report.get("evaluation_task") == "causal-lm":
+        t = Table(title="evaluation (causal LM)")
+        for col in ("model", "loss", "perplexity"):
+            t.add_column(col)
+        for r in report["models"]:
+            t.add_row(r["name"], f"{r['metrics']['loss']:.4f}", f"{r['metrics']['perplexity']:.3f}")
+        out.print(t)
+    else:
+        t = Table(title=f"evaluation on {report['data']['rows']} rows: {report['status']}")
+        for col in ("model", "accuracy", "macro-F1", "log-loss", "ECE", "flip rate", "worst slice acc", "majority acc"):
+            t.add_column(col)
+        f = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        for r in report["models"]:
+            m = r["metrics"]
+            t.add_row(r["name"], f(m["accuracy"]), f(m["macro_f1"]), f(m["loss"]), f(m["ece"]), f(m.get("flip_rate")),
+                      f(m.get("worst_slice_accuracy")), f(m["majority_accuracy"]))
+        out.print(t)
+    for g in report.get("gates", []):
+        v = "missing" if g["value"] is None else f"{g['value']:.4f}"
+        out.print(f"gate {g['metric']} {g['op']} {g['threshold']} ({g['model']}): {v} -> {'pass' if g['passed'] else 'FAIL'}")
+    for w in report.get("warnings", []):
+        out.print(f"note: {w}", markup=False)
 
 
 # ---------------------------------------------------------------------------------------------- validate

@@ -388,7 +388,7 @@ def to_split(table: Table, name: str, text_column, label_column, pair_column: st
     extra = {}
     if keep_columns:
         for c, vals in table.columns.items():
-            if c not in (text_column, label_column, pair_column):
+            if c not in (text_column, pair_column):
                 extra[str(c)] = [vals[i] for i in keep]
     split = Split(name, table.source, texts, [], pairs if raw_pairs is not None else None, table.n_rows,
                   {k: v for k, v in dropped.items() if v}, extra)

@@ -84,3 +84,68 @@ def tfidf_baseline(train_texts, train_labels, evals: dict[str, tuple[list[str], 
     for name, (texts, labels) in evals.items():
         out[name] = classification(labels, clf.predict(texts), n_classes)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+def ece(y_true, probs, bins: int = 15) -> tuple[float, float, list[dict]]:
+    """Expected and maximum calibration error with equal-width confidence bins (top-label), plus the bins."""
+    probs = np.asarray(probs, dtype=np.float64)
+    conf = probs.max(1)
+    correct = (probs.argmax(1) == np.asarray(y_true)).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    total, worst, table = 0.0, 0.0, []
+    n = len(conf)
+    for b in range(bins):
+        mask = which == b
+        k = int(mask.sum())
+        if k == 0:
+            table.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": 0, "confidence": None, "accuracy": None})
+            continue
+        gap = abs(correct[mask].mean() - conf[mask].mean())
+        total += k / n * gap
+        worst = max(worst, gap)
+        table.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": k, "confidence": float(conf[mask].mean()),
+                      "accuracy": float(correct[mask].mean())})
+    return float(total), float(worst), table
+
+
+def brier(y_true, probs) -> float:
+    """Brier score as scikit-learn defines it: the binary score for 2 classes, the multi-class sum otherwise."""
+    probs = np.asarray(probs, dtype=np.float64)
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(len(probs)), np.asarray(y_true)] = 1.0
+    total = float(((probs - onehot) ** 2).sum(1).mean())
+    return total / 2 if probs.shape[1] == 2 else total
+
+
+def fit_temperature(logits, y_true) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising NLL of softmax(logits / T), by a bounded 1-D search."""
+    from scipy.optimize import minimize_scalar
+
+    logits = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y_true)
+
+    def nll(log_t):
+        z = logits / np.exp(log_t)
+        z = z - z.max(1, keepdims=True)
+        return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-5})
+    return float(np.exp(res.x))
+
+
+def bootstrap(fn, arrays: list, n: int = 1000, seed: int = 0, level: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap CI of fn(*arrays) resampling rows together."""
+    size = len(arrays[0])
+    if size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    vals = []
+    arrays = [np.asarray(a) for a in arrays]
+    for _ in range(n):
+        idx = rng.integers(0, size, size)
+        vals.append(fn(*[a[idx] for a in arrays]))
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]

@@ -118,10 +118,69 @@ class FinetuneRecipe(Strict):
         return self
 
 
-SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe}
+class EvalDataSpec(Strict):
+    path: str | None = Field(None, description="evaluation data: a file or hub dataset id")
+    config: str | None = None
+    split: str = Field("test", description="hub split name")
+    validation: str | None = Field(None, description="data to fit the calibration temperature on; default: the run's validation split")
+    text_column: Union[str, list[str]] = "text"
+    text_pair_column: str | None = None
+    label_column: Union[str, list[str]] = "label"
+    slice_column: str | None = Field(None, description="report every metric per value of this column")
+    id_column: str | None = Field(None, description="row id written to predictions.jsonl (default: an 'id' column if present)")
+    encoding: str = "utf-8"
+    clean_text: bool = True
+    max_length: int | None = Field(None, ge=8, le=8192, description="default: the model's limit (at most 512)")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N rows")
+
+
+class CalibrationSpec(Strict):
+    fit: bool = Field(False, description="fit temperature scaling on validation data and store it with the model")
+    bins: int = Field(15, ge=2, le=100)
+
+
+class RobustnessSpec(Strict):
+    enabled: bool = True
+    samples: int = Field(500, ge=10, description="perturb at most this many texts (a seeded sample)")
+    perturbations: list[Literal["typo_swap", "typo_drop", "typo_insert", "lowercase", "uppercase", "punctuation",
+                                "whitespace", "truncate"]] = Field(
+        default_factory=lambda: ["typo_swap", "typo_drop", "typo_insert", "lowercase", "uppercase", "punctuation",
+                                 "whitespace", "truncate"])
+    seed: int = 0
+
+
+class EvaluateRecipe(Strict):
+    command: Literal["evaluate"] = "evaluate"
+    task: Literal["auto", "sequence-classification", "causal-lm"] = "auto"
+    name: str | None = None
+    output: str | None = Field(None, description="directory for report.json, report.md, predictions and plots")
+    models: list[str] = Field(default_factory=list, description="run directories, model directories, hub ids or ONNX exports")
+    data: EvalDataSpec = EvalDataSpec()
+    calibration: CalibrationSpec = CalibrationSpec()
+    robustness: RobustnessSpec = RobustnessSpec()
+    slice_min_count: int = Field(30, ge=1, description="slices with fewer rows are flagged as too small to trust")
+    bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples for confidence intervals (0 = off)")
+    batch_size: int = Field(64, ge=1)
+    threads: int | None = Field(None, ge=1)
+    seed: int = 0
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    gates: GatesSpec = GatesSpec()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.models:
+            raise ValueError("models: at least one model is required (a run directory, model directory or hub id)")
+        if self.data.path is None:
+            raise ValueError("data.path: required (a data file or hub dataset id); pass --data")
+        return self
+
+
+SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe}
 
 # Keys in each schema whose values are paths that should be resolved relative to the recipe file.
-PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)]}
+PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)],
+             "evaluate": [("data", "path"), ("data", "validation"), ("models",), ("output",)]}
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -186,12 +245,19 @@ def get_path(tree: dict, path: tuple | list):
 
 
 def _resolve_relative(raw: dict, base: Path, command: str) -> None:
+    def fix(value, key):
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            candidate = base / value
+            if candidate.exists() or key == ("output",) and value.startswith("."):
+                return str(candidate.resolve())
+        return value
+
     for path in PATH_KEYS.get(command, []):
         value = get_path(raw, path)
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            candidate = (base / value)
-            if candidate.exists() or path == ("output",) and value.startswith("."):
-                set_path(raw, list(path), str(candidate.resolve()))
+        if isinstance(value, list):
+            set_path(raw, list(path), [fix(v, path) for v in value])
+        elif value is not None:
+            set_path(raw, list(path), fix(value, path))
 
 
 def load_recipe(command: str, path: str | Path | None = None, overrides: list[str] | None = None,

@@ -67,6 +67,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
     if hasattr(o, "item"):
         return o.item()
     if isinstance(o, Path):

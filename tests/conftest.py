@@ -154,3 +154,37 @@ def finetune_args(model: Path, data: dict, out: Path, *extra: str) -> list[str]:
     return ["finetune", "--model", str(model), "--data", str(data["train"]), "--validation", str(data["validation"]),
             "--test", str(data["test"]), "--output", str(out), "train.epochs=3", "train.lr=5e-3", "train.batch_size=16",
             "data.max_length=32", *extra]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_bert, tiny_data) -> Path:
+    """A finished finetune run directory (full fine-tuning of the tiny BERT, which learns the keyword task)."""
+    from typer.testing import CliRunner
+
+    from nncli.cli import _global, app
+
+    out = tmp_path_factory.mktemp("runs") / "trained"
+    _global.update(json=False, quiet=False, debug=False)
+    r = CliRunner().invoke(app, finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr=3e-3", "train.epochs=6", "-q"))
+    assert r.exit_code == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny_gpt2")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_corpus(), vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
+    bpe.save_model(str(d))
+    tok = GPT2TokenizerFast(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    tok.pad_token = tok.eos_token
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=tok.eos_token_id,
+                     eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    GPT2LMHeadModel(cfg).save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d

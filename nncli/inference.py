@@ -1,0 +1,176 @@
+"""Batch inference behind one interface, whatever the model is: a run directory, a model directory, a
+hub id (PyTorch), or an ONNX export. Used by evaluate, predict, drift and bench.
+
+Texts are sorted by length before batching (less padding), results come back in input order, and a
+calibration temperature stored with the model (calibration.json) is applied to the logits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass
+class Classifier:
+    name: str
+    path: str
+    backend: str                      # torch | onnxruntime
+    label_names: list[str]
+    temperature: float = 1.0
+    max_length: int = 512
+    info: dict = field(default_factory=dict)
+    _model: object = None
+    _tok: object = None
+
+    def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> np.ndarray:
+        """Raw logits (before temperature), in input order."""
+        tok = self._tok
+        enc = tok(texts, pairs, truncation=True, max_length=self.max_length, verbose=False)
+        lengths = np.array([len(x) for x in enc["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")
+        out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        keys = self.info["inputs"]
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            width = int(lengths[idx].max())
+            batch = {}
+            for k in keys:
+                pad = tok.pad_token_id if k == "input_ids" else 0
+                arr = np.full((len(idx), width), pad, dtype=np.int64)
+                for r, j in enumerate(idx):
+                    seq = enc[k][j]
+                    arr[r, : len(seq)] = seq
+                batch[k] = arr
+            out[idx] = self._forward(batch)
+        return out
+
+    def _forward(self, batch: dict) -> np.ndarray:
+        if self.backend == "onnxruntime":
+            return self._model.run(None, batch)[0]
+        import torch
+
+        with torch.inference_mode():
+            return self._model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()
+
+    def predict_proba(self, texts, pairs=None, batch_size: int = 64, temperature: float | None = None) -> np.ndarray:
+        return softmax(self.logits(texts, pairs, batch_size) / (temperature or self.temperature))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def model_dir_of(name: str) -> Path | None:
+    """The local directory holding a model's files (for run directories, merged/ or the ONNX export)."""
+    p = Path(name)
+    if not p.is_dir():
+        return None
+    if (p / "report.json").exists():
+        for sub in ("merged", "onnx", "model"):
+            if (p / sub / "config.json").exists():
+                return p / sub
+    return p
+
+
+def read_temperature(model_dir: Path | None) -> float:
+    if model_dir is None or not (model_dir / CALIBRATION_FILE).exists():
+        return 1.0
+    try:
+        t = float(json.loads((model_dir / CALIBRATION_FILE).read_text())["temperature"])
+    except (ValueError, KeyError, OSError) as e:
+        raise InputError(f"{model_dir / CALIBRATION_FILE} is malformed ({e})", "delete it, or re-run nncli evaluate --calibrate")
+    if not (0.01 < t < 100):
+        raise InputError(f"{model_dir / CALIBRATION_FILE}: temperature {t} is out of range", "re-run nncli evaluate --calibrate")
+    return t
+
+
+def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False, threads: int | None = None,
+                    max_length: int | None = None) -> Classifier:
+    from .models import check_tokenizer_matches, load_tokenizer, resolve, set_threads
+
+    set_threads(threads)
+    d = model_dir_of(name)
+    if d is not None and any(d.glob("*.onnx")):
+        return _load_onnx(name, d, max_length, threads)
+    resolved = resolve(name, None, allow_pickle)
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+    archs = " ".join(config.architectures or [])
+    if "ForSequenceClassification" not in archs:
+        raise InputError(f"{name} is not a sequence classifier (architecture: {archs or config.model_type})",
+                         "pass a fine-tuned classifier (a run directory or its merged/ folder)")
+    tok = load_tokenizer(resolved.path, trust_remote_code)
+    check_tokenizer_matches(tok, config, resolved.path)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolved.path, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True).eval()
+    except OSError as e:
+        raise InputError(f"cannot load model weights from {resolved.path}: {str(e).splitlines()[0][:200]}",
+                         "check the weights file (safetensors), or set model.allow_pickle=true") from e
+    import inspect
+
+    accepted = set(inspect.signature(model.forward).parameters)
+    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted and k in tok.model_input_names]
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    limit = max_length or min(512, getattr(config, "max_position_embeddings", 512) or 512)
+    return Classifier(name, resolved.path, "torch", labels, read_temperature(Path(resolved.path)), limit,
+                      {"inputs": inputs, "source": resolved.source, "config": config.to_dict()}, model, tok)
+
+
+def _load_onnx(name: str, d: Path, max_length: int | None, threads: int | None) -> Classifier:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        from .errors import missing_extra
+        raise missing_extra("onnxruntime", "onnx")
+    from transformers import AutoConfig
+
+    from .models import load_tokenizer
+
+    files = sorted(d.glob("*.onnx"))
+    path = next((f for f in files if f.name == "model.onnx"), files[0])
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise InputError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}", "re-export it with nncli export") from e
+    config = AutoConfig.from_pretrained(d)
+    tok = load_tokenizer(str(d))
+    inputs = [i.name for i in sess.get_inputs()]
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    limit = max_length or min(512, getattr(config, "max_position_embeddings", 512) or 512)
+    return Classifier(name, str(path), "onnxruntime", labels, read_temperature(d), limit,
+                      {"inputs": inputs, "source": "onnx", "config": config.to_dict()}, sess, tok)
+
+
+def map_labels(names: list[str | None], model_labels: list[str], source: str) -> list[int]:
+    """Map data labels to the model's label ids; integer labels map by index when the model has generic names."""
+    index = {n: i for i, n in enumerate(model_labels)}
+    generic = all(n.startswith("LABEL_") for n in model_labels)
+    out, unseen = [], {}
+    for n in names:
+        if n in index:
+            out.append(index[n])
+        elif generic and n is not None and n.lstrip("-").isdigit() and 0 <= int(n) < len(model_labels):
+            out.append(int(n))
+        else:
+            unseen[str(n)] = unseen.get(str(n), 0) + 1
+            out.append(-1)
+    if unseen:
+        listing = ", ".join(f"{k!r} ({v} rows)" for k, v in sorted(unseen.items(), key=lambda kv: -kv[1])[:5])
+        raise InputError(f"{Path(source).name} has labels the model does not know: {listing}; the model's labels: "
+                         f"{', '.join(model_labels)}", "check --label-column, or fix or drop those rows")
+    return out
