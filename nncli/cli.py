@@ -328,6 +328,62 @@ def _render_evaluate(report: dict) -> None:
         out.print(f"note: {w}", markup=False)
 
 
+# ---------------------------------------------------------------------------------------------- export
+
+def _model_and_overrides(args: list[str] | None) -> tuple[str | None, str | None, list[str]]:
+    recipe, models, overrides = _split_models(args)
+    if len(models) > 1:
+        raise UsageError(f"one model at a time, got {len(models)}: {', '.join(models)}", "run the command once per model")
+    return recipe, (models[0] if models else None), overrides
+
+
+@app.command()
+def export(
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
+                    help="A run directory, model directory or hub id (and optionally a recipe and overrides).", show_default=False)] = None,
+    format: Annotated[Optional[str], typer.Option("--format", "-f", help="onnx or safetensors.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Export directory (default: <run>/onnx).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Texts for the parity check (default: the run's validation data).")] = None,
+    text_column: TextColOpt = None,
+    atol: Annotated[Optional[float], typer.Option(help="Largest acceptable absolute logit difference (default 1e-4).")] = None,
+    max_flipped: Annotated[Optional[int], typer.Option(help="Largest acceptable number of changed predictions (default 0).")] = None,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: optimum's choice).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export directory.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Export a model to ONNX (or safetensors) and refuse it (exit 5) if its outputs differ from the source.
+
+    Examples:
+
+      nncli export runs/quickstart
+
+      nncli export runs/quickstart --output exports/reviews --atol 1e-5 --json
+
+      nncli export ./my-model --data valid.csv --text-column review --output exports/my-model
+    """
+    def job():
+        from . import export as ex
+        from .recipe import find_recipe, load_recipe
+
+        recipe_name, model, overrides = _model_and_overrides(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"model": model, "format": format, "output": output, "parity.data": data,
+                 "parity.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None,
+                 "parity.atol": atol, "parity.max_flipped": max_flipped, "opset": opset}
+        return ex.run(load_recipe("export", path, overrides, flags), overwrite=overwrite)
+
+    def render(r):
+        p = r.get("parity", {})
+        _stdout().print(f"export {r['status']}: {r['format']} -> {r.get('artifacts')}\nparity on {p.get('samples')} texts: "
+                        f"max |Δlogit| {p.get('max_abs_diff', float('nan')):.2e} (limit {p.get('atol')}), mean "
+                        f"{p.get('mean_abs_diff', float('nan')):.2e}, agreement {p.get('agreement', float('nan')):.4f}, "
+                        f"flipped {p.get('flipped')}", markup=False)
+
+    _execute(job, json_out, quiet, debug, render)
+
+
 # ---------------------------------------------------------------------------------------------- validate
 
 @app.command()

@@ -314,8 +314,10 @@ def _validation_for(name: str, recipe: EvaluateRecipe, clf):
 
 def _run_dir_for(name: str) -> Path | None:
     """The finetune run directory a model belongs to (the model itself, or the parent of its merged/ folder)."""
+    from .models import run_task
+
     for d in (Path(name), Path(name).parent):
-        if (d / "recipe.yaml").exists() and (d / "report.json").exists():
+        if (d / "recipe.yaml").exists() and run_task(d) == "finetune":
             return d
     return None
 

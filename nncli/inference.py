@@ -75,8 +75,10 @@ def model_dir_of(name: str) -> Path | None:
     p = Path(name)
     if not p.is_dir():
         return None
-    if (p / "report.json").exists():
-        for sub in ("merged", "onnx", "model"):
+    from .models import run_task
+
+    if run_task(p) == "finetune":
+        for sub in ("merged",):
             if (p / sub / "config.json").exists():
                 return p / sub
     return p
@@ -98,10 +100,13 @@ def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle:
                     max_length: int | None = None) -> Classifier:
     from .models import check_tokenizer_matches, load_tokenizer, resolve, set_threads
 
-    set_threads(threads)
     d = model_dir_of(name)
+    p = Path(name)
+    if p.is_file() and p.suffix == ".onnx":
+        return _load_onnx(name, p.parent, max_length, threads) if p.name == "model.onnx" else _load_onnx_file(name, p, max_length, threads)
     if d is not None and any(d.glob("*.onnx")):
         return _load_onnx(name, d, max_length, threads)
+    set_threads(threads)
     resolved = resolve(name, None, allow_pickle)
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -118,28 +123,84 @@ def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle:
     except OSError as e:
         raise InputError(f"cannot load model weights from {resolved.path}: {str(e).splitlines()[0][:200]}",
                          "check the weights file (safetensors), or set model.allow_pickle=true") from e
+    quant = _torch_quantization(Path(resolved.path))
+    if quant:
+        model = quantize_dynamic_int8(model)
     import inspect
 
     accepted = set(inspect.signature(model.forward).parameters)
     inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted and k in tok.model_input_names]
     labels = [config.id2label[i] for i in range(config.num_labels)]
     limit = max_length or min(512, getattr(config, "max_position_embeddings", 512) or 512)
-    return Classifier(name, resolved.path, "torch", labels, read_temperature(Path(resolved.path)), limit,
+    return Classifier(name, resolved.path, "torch-int8" if quant else "torch", labels, read_temperature(Path(resolved.path)), limit,
                       {"inputs": inputs, "source": resolved.source, "config": config.to_dict()}, model, tok)
 
 
+QUANTIZATION_FILE = "quantization.json"
+
+
+def _torch_quantization(model_dir: Path) -> dict | None:
+    f = model_dir / QUANTIZATION_FILE
+    if not f.exists():
+        return None
+    q = json.loads(f.read_text())
+    if q.get("method") != "torch-dynamic-int8":
+        raise InputError(f"{f}: unknown quantization method {q.get('method')!r}", "re-run nncli quantize")
+    return q
+
+
+def quantize_dynamic_int8(model):
+    """PyTorch dynamic int8 on every nn.Linear (weights int8 per output channel, activations quantized per batch)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in 2.13 but remains the eager CPU path
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class LiteTokenizer:
+    """The `tokenizers` library alone (no torch, no transformers): what the ONNX path needs at run time."""
+
+    def __init__(self, model_dir: Path):
+        from tokenizers import Tokenizer
+
+        f = model_dir / "tokenizer.json"
+        if not f.exists():
+            raise InputError(f"{model_dir} has no tokenizer.json (a fast tokenizer is needed for ONNX inference)",
+                             "re-export the model with nncli export, which saves the tokenizer beside it")
+        self._tok = Tokenizer.from_file(str(f))
+        self._tok.no_padding()
+        special = {}
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):
+            if (model_dir / name).exists():
+                special.update({k: v for k, v in json.loads((model_dir / name).read_text()).items() if k.endswith("_token")})
+        pad = special.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        self.pad_token_id = (self._tok.token_to_id(pad) if pad else None) or 0
+
+    def __call__(self, texts, pairs=None, truncation=True, max_length=512, verbose=False):
+        self._tok.enable_truncation(max_length)
+        batch = self._tok.encode_batch(list(zip(texts, pairs)) if pairs is not None else list(texts))
+        return {"input_ids": [e.ids for e in batch], "attention_mask": [e.attention_mask for e in batch],
+                "token_type_ids": [e.type_ids for e in batch]}
+
+
 def _load_onnx(name: str, d: Path, max_length: int | None, threads: int | None) -> Classifier:
+    files = sorted(d.glob("*.onnx"))
+    path = next((f for f in files if f.name == "model.onnx"), files[0])
+    return _load_onnx_file(name, path, max_length, threads)
+
+
+def _load_onnx_file(name: str, path: Path, max_length: int | None, threads: int | None) -> Classifier:
     try:
         import onnxruntime as ort
     except ImportError:
         from .errors import missing_extra
         raise missing_extra("onnxruntime", "onnx")
-    from transformers import AutoConfig
 
-    from .models import load_tokenizer
-
-    files = sorted(d.glob("*.onnx"))
-    path = next((f for f in files if f.name == "model.onnx"), files[0])
+    d = path.parent
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
@@ -147,13 +208,17 @@ def _load_onnx(name: str, d: Path, max_length: int | None, threads: int | None) 
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise InputError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}", "re-export it with nncli export") from e
-    config = AutoConfig.from_pretrained(d)
-    tok = load_tokenizer(str(d))
+    try:
+        config = json.loads((d / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{d}/config.json is missing or malformed ({e})", "re-export the model with nncli export") from e
+    id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(sess.get_outputs()[0].shape[-1])}
+    labels = [id2label[str(i)] for i in range(len(id2label))]
+    tok = LiteTokenizer(d)
     inputs = [i.name for i in sess.get_inputs()]
-    labels = [config.id2label[i] for i in range(config.num_labels)]
-    limit = max_length or min(512, getattr(config, "max_position_embeddings", 512) or 512)
+    limit = max_length or min(512, config.get("max_position_embeddings", 512) or 512)
     return Classifier(name, str(path), "onnxruntime", labels, read_temperature(d), limit,
-                      {"inputs": inputs, "source": "onnx", "config": config.to_dict()}, sess, tok)
+                      {"inputs": inputs, "source": "onnx", "config": config}, sess, tok)
 
 
 def map_labels(names: list[str | None], model_labels: list[str], source: str) -> list[int]:

@@ -176,11 +176,39 @@ class EvaluateRecipe(Strict):
         return self
 
 
-SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe}
+class ParitySpec(Strict):
+    data: str | None = Field(None, description="texts to compare on; default: the run's validation data")
+    text_column: Union[str, list[str]] = "text"
+    samples: int = Field(256, ge=1, description="compare on at most this many texts")
+    atol: float = Field(1e-4, gt=0, description="largest acceptable absolute logit difference")
+    max_flipped: int = Field(0, ge=0, description="largest acceptable number of changed top-1 predictions")
+
+
+class ExportRecipe(Strict):
+    command: Literal["export"] = "export"
+    name: str | None = None
+    task: Literal["auto", "sequence-classification", "causal-lm"] = "auto"
+    model: str | None = Field(None, description="run directory, model directory or hub id")
+    format: Literal["onnx", "safetensors"] = "onnx"
+    output: str | None = Field(None, description="export directory (default: <run>/onnx or <run>/export)")
+    opset: int | None = Field(None, ge=11, le=23)
+    parity: ParitySpec = ParitySpec()
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.model:
+            raise ValueError("model: required (a run directory, model directory or hub id)")
+        return self
+
+
+SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe}
 
 # Keys in each schema whose values are paths that should be resolved relative to the recipe file.
 PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)],
-             "evaluate": [("data", "path"), ("data", "validation"), ("models",), ("output",)]}
+             "evaluate": [("data", "path"), ("data", "validation"), ("models",), ("output",)],
+             "export": [("model",), ("parity", "data"), ("output",)]}
 
 
 # ---------------------------------------------------------------------------------------------- loading
