@@ -384,6 +384,172 @@ def export(
     _execute(job, json_out, quiet, debug, render)
 
 
+# ---------------------------------------------------------------------------------------------- quantize
+
+@app.command()
+def quantize(
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
+                    help="A run directory or model directory (a sequence classifier).", show_default=False)] = None,
+    method: Annotated[Optional[str], typer.Option(help="auto, dynamic or static.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="auto, torch or onnxruntime.")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Largest acceptable accuracy loss in points (default 1.0).")] = None,
+    max_flip_rate: Annotated[Optional[float], typer.Option(help="Largest acceptable share of changed predictions (e.g. 0.05).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Where the chosen model goes (default <run>/quantized).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Labelled data for accuracy (default: the run's validation split).")] = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Quantize to int8 and keep the fastest candidate within --max-drop accuracy points; otherwise write nothing (exit 5).
+
+    Examples:
+
+      nncli quantize runs/quickstart
+
+      nncli quantize runs/quickstart --backend onnxruntime --max-drop 0.5 --max-flip-rate 0.05 --json
+
+      nncli quantize ./my-model --data valid.csv --text-column review --label-column stars --output models/int8
+    """
+    def job():
+        from . import quantize as qz
+        from .recipe import find_recipe, load_recipe
+
+        recipe_name, model, overrides = _model_and_overrides(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"model": model, "method": method, "backend": backend, "max_drop": max_drop, "max_flip_rate": max_flip_rate,
+                 "output": output, "data.path": data, "data.label_column": label_column,
+                 "data.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None}
+        return qz.run(load_recipe("quantize", path, overrides, flags), overwrite=overwrite)
+
+    _execute(job, json_out, quiet, debug, _render_quantize)
+
+
+def _render_quantize(r: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"quantize: {r['status']}" + (f", chose {r['chosen']}" if r.get("chosen") else ""))
+    for col in ("candidate", "accuracy", "drop (pts)", "flips", "batch-1 ms", "throughput/s", "speed-up", "MB", "status"):
+        t.add_column(col)
+    f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
+    for c in r.get("candidates", []):
+        t.add_row(c["candidate"], f(c.get("accuracy"), ".4f"), f(None if c.get("accuracy_drop") is None else c["accuracy_drop"] * 100, "+.2f"),
+                  f(c.get("flip_rate"), ".1%"), f(c.get("latency_ms_batch1"), ".1f"), f(c.get("throughput_per_second"), ".1f"),
+                  f(c.get("speedup"), ".2f"), f(c.get("size_mb"), ".1f"), c.get("status", ""))
+    _stdout().print(t)
+
+
+# ---------------------------------------------------------------------------------------------- bench
+
+def _int_list(value: str, name: str) -> list[int]:
+    try:
+        out = [int(x) for x in value.split(",") if x.strip()]
+        if not out or min(out) < 1:
+            raise ValueError
+        return out
+    except ValueError:
+        raise UsageError(f"{name} {value!r} is not a comma-separated list of positive integers", f"e.g. {name} 1,8,32")
+
+
+@app.command()
+def bench(
+    models: Annotated[list[str], typer.Argument(help="Run directories, model directories or ONNX exports.")],
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
+    seq_lens: Annotated[str, typer.Option(help="Comma-separated sequence lengths (tokens).")] = "32,128",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+    torch_int8: Annotated[bool, typer.Option("--torch-int8", help="Also time PyTorch dynamic int8 of each PyTorch model.")] = False,
+    min_seconds: Annotated[float, typer.Option(help="Time each configuration at least this long.")] = 2.0,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json and latency_throughput.png here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    baseline: Annotated[Optional[str], typer.Option(help="An earlier bench report.json to compare with.")] = None,
+    fail_if_slower: Annotated[Optional[str], typer.Option(help="With --baseline: exit 5 if throughput falls by more than this (e.g. 10%).")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Measure latency (p50/p95/p99) and throughput per batch size and length, models and backends side by side.
+
+    Examples:
+
+      nncli bench runs/quickstart runs/quickstart/onnx runs/quickstart/quantized --torch-int8 -o runs/bench
+
+      nncli bench runs/quickstart/onnx --batch-sizes 1,32 --seq-lens 128 --baseline runs/bench/report.json --fail-if-slower 10%
+    """
+    def job():
+        from . import bench as bn
+
+        pct = None
+        if fail_if_slower is not None:
+            try:
+                pct = float(fail_if_slower.rstrip("%")) / (100 if fail_if_slower.endswith("%") or float(fail_if_slower.rstrip("%")) > 1 else 1)
+            except ValueError:
+                raise UsageError(f"--fail-if-slower {fail_if_slower!r} is not a percentage", "e.g. --fail-if-slower 10%")
+        return bn.run(models, batch_sizes=_int_list(batch_sizes, "--batch-sizes"), seq_lens=_int_list(seq_lens, "--seq-lens"),
+                      threads=threads, torch_int8=torch_int8, output=output, overwrite=overwrite, baseline=baseline,
+                      fail_if_slower=pct, min_seconds=min_seconds)
+
+    def render(r):
+        from rich.table import Table
+
+        t = Table(title=f"bench on {r['machine']['cpu']} ({r['machine']['cores']} cores)")
+        for col in ("model", "backend", "batch", "tokens", "p50 ms", "p95 ms", "p99 ms", "examples/s"):
+            t.add_column(col)
+        for x in r["results"]:
+            t.add_row(Path(x["model"].rstrip("/")).name, x["backend"], str(x["batch_size"]), str(x["seq_len"]), f"{x['p50_ms']:.1f}",
+                      f"{x['p95_ms']:.1f}", f"{x['p99_ms']:.1f}", f"{x['throughput_per_second']:.1f}")
+        out = _stdout()
+        out.print(t)
+        out.print(r["machine"]["int8_note"], markup=False)
+        for g in r.get("gates", []):
+            out.print(f"{g['metric']}: {g['value']:.2f}x -> {'pass' if g['passed'] else 'FAIL'}", markup=False)
+
+    _execute(job, json_out, quiet, debug, render)
+
+
+# ---------------------------------------------------------------------------------------------- predict
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Run directory, model directory, hub id or ONNX export.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Texts: a CSV/TSV/JSON/JSONL/parquet file.")],
+    text_column: TextColOpt = None,
+    text_pair_column: PairColOpt = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write JSONL here (default: JSONL on stdout).")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Column copied to each prediction as its id (default: 'id' if present).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 64,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N rows.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Predict labels for a file of texts, with the model's label names and calibration temperature.
+
+    Examples:
+
+      nncli predict runs/quickstart --data new_reviews.csv --output preds.jsonl
+
+      nncli predict runs/quickstart/onnx --data new.jsonl --text-column body > preds.jsonl
+    """
+    def job():
+        from . import predict as pr
+
+        cols = (text_column[0] if len(text_column) == 1 else text_column) if text_column else "text"
+        return pr.run(model, data, text_column=cols, text_pair_column=text_pair_column, output=output, id_column=id_column,
+                      batch_size=batch_size, threads=threads, limit=limit)
+
+    def render(r):
+        if "predictions" in r:
+            sys.stdout.write("".join(json.dumps(p, ensure_ascii=False, default=str) + "\n" for p in r["predictions"]))
+        else:
+            _stdout().print(f"{r['rows']} predictions -> {r['output']} ({r['backend']}, {r['throughput_per_second']} texts/s); "
+                            f"predicted: {r['predicted_distribution']}", markup=False)
+
+    _execute(job, json_out, quiet, debug, render)
+
+
 # ---------------------------------------------------------------------------------------------- validate
 
 @app.command()

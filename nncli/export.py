@@ -8,8 +8,10 @@ nothing that loads from <output> has changed behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +132,9 @@ def _export_onnx(src: str, dest: Path, task: str, recipe: ExportRecipe) -> None:
         level = logging.getLogger("optimum").level
         logging.getLogger("optimum").setLevel(logging.ERROR)
         try:
-            main_export(src, dest, task=hf_task, opset=recipe.opset, do_validation=False,
-                        trust_remote_code=recipe.trust_remote_code, local_files_only=True)
+            with contextlib.redirect_stdout(sys.stderr):
+                main_export(src, dest, task=hf_task, opset=recipe.opset, do_validation=False,
+                            trust_remote_code=recipe.trust_remote_code, local_files_only=True)
         finally:
             logging.getLogger("optimum").setLevel(level)
 

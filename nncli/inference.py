@@ -125,7 +125,7 @@ def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle:
                          "check the weights file (safetensors), or set model.allow_pickle=true") from e
     quant = _torch_quantization(Path(resolved.path))
     if quant:
-        model = quantize_dynamic_int8(model)
+        model = quantize_dynamic_int8(model, exclude=quant.get("exclude", []))
     import inspect
 
     accepted = set(inspect.signature(model.forward).parameters)
@@ -149,15 +149,18 @@ def _torch_quantization(model_dir: Path) -> dict | None:
     return q
 
 
-def quantize_dynamic_int8(model):
-    """PyTorch dynamic int8 on every nn.Linear (weights int8 per output channel, activations quantized per batch)."""
+def quantize_dynamic_int8(model, exclude: list[str] | None = None):
+    """PyTorch dynamic int8 on nn.Linear layers (int8 weights, activations quantized per batch), except modules
+    whose qualified name contains one of `exclude` (e.g. the classification head)."""
     import warnings
 
     import torch
 
+    exclude = exclude or []
+    names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not any(e in n for e in exclude)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in 2.13 but remains the eager CPU path
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8)
 
 
 class LiteTokenizer:

@@ -203,12 +203,44 @@ class ExportRecipe(Strict):
         return self
 
 
-SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe}
+class QuantDataSpec(Strict):
+    path: str | None = Field(None, description="labelled data to measure accuracy on; default: the run's validation split")
+    text_column: Union[str, list[str]] = "text"
+    label_column: Union[str, list[str]] = "label"
+    limit: int | None = Field(None, ge=1, description="measure accuracy on at most N rows")
+
+
+class QuantizeRecipe(Strict):
+    command: Literal["quantize"] = "quantize"
+    name: str | None = None
+    model: str | None = Field(None, description="run directory or model directory (a sequence classifier)")
+    method: Literal["auto", "dynamic", "static"] = "auto"
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto"
+    max_drop: float = Field(1.0, ge=0, description="largest acceptable accuracy loss, in percentage points")
+    max_flip_rate: float | None = Field(None, ge=0, le=1, description="largest acceptable share of changed predictions")
+    output: str | None = Field(None, description="default: <run>/quantized")
+    data: QuantDataSpec = QuantDataSpec()
+    calibration_samples: int = Field(256, ge=8, description="texts for static calibration (from the training data)")
+    batch_size: int = Field(32, ge=1, description="batch size for the throughput measurement")
+    seq_len: int = Field(128, ge=8, description="sequence length for the latency/throughput measurement")
+    threads: int | None = Field(None, ge=1)
+    min_seconds: float = Field(2.0, gt=0, description="time each latency measurement at least this long")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.model:
+            raise ValueError("model: required (a run directory or model directory)")
+        return self
+
+
+SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe,
+                                    "quantize": QuantizeRecipe}
 
 # Keys in each schema whose values are paths that should be resolved relative to the recipe file.
 PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)],
              "evaluate": [("data", "path"), ("data", "validation"), ("models",), ("output",)],
-             "export": [("model",), ("parity", "data"), ("output",)]}
+             "export": [("model",), ("parity", "data"), ("output",)],
+             "quantize": [("model",), ("data", "path"), ("output",)]}
 
 
 # ---------------------------------------------------------------------------------------------- loading
