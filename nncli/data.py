@@ -16,6 +16,7 @@ import io
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ class Table:
     source: str
     columns: dict[str, list]
     format: str
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)      # problems worth a warning
     fingerprint: str = ""
+    info: list[str] = field(default_factory=list)       # facts worth a log line
 
     @property
     def n_rows(self) -> int:
@@ -65,6 +67,7 @@ class LabelledData:
     label_names: list[str]
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    info: list[str] = field(default_factory=list)
 
     def splits(self) -> list[Split]:
         return [s for s in (self.train, self.validation, self.test) if s is not None]
@@ -188,23 +191,44 @@ def _read_delimited(text: str, path: Path, fmt: str, role: str) -> Table:
                          "quote such texts, or save as TSV with quoting off")
     columns = {h: [r[i] if i < len(r) else "" for r in body] for i, h in enumerate(header)}
     multiline = sum(1 for r in body if any("\n" in c for c in r))
+    info = []
     if len(body) != len(physical) - 1:
         msg = (f"{path.name}: {len(physical) - 1} non-empty lines after the header became {len(body)} rows; "
                f"{multiline} row(s) contain line breaks inside quotes")
         suspicious = _stray_quote_rows(body, width, delim)
         if suspicious:
-            msg += (f". Row {suspicious[0] + 2} looks like several records merged by a stray quote; "
-                    "if so, fix the quote, or save as TSV (read with quoting off)")
-        notes.append(msg)
-    return Table(str(path), columns, fmt, notes)
+            notes.append(msg + f". Row {suspicious[0] + 2} looks like several records merged by a stray quote; "
+                         "if so, fix the quote, or save as TSV (read with quoting off)")
+        else:
+            info.append(msg)
+    return Table(str(path), columns, fmt, notes, info=info)
+
+
+def _shape(value: str) -> str:
+    return re.sub(r"[A-Za-z]+", "a", re.sub(r"\d+", "9", value.strip()))
 
 
 def _stray_quote_rows(body: list[list[str]], width: int, delim: str) -> list[int]:
+    """Rows whose quoted field swallowed lines that look like records of this file: a line that parses to the
+    full width and starts like the first column of the other rows, or ends like their last column."""
+    if width < 2:
+        return []
+    clean = [r for r in body if not any("\n" in c for c in r)]
+    firsts = Counter(_shape(r[0]) for r in clean if r and len(r[0]) < 40)
+    lasts = Counter(r[-1].strip() for r in clean if r)
+    common_first = {k for k, v in firsts.items() if v >= max(3, 0.2 * len(clean))}
+    common_last = {k for k, v in lasts.items() if v >= max(3, 0.05 * len(clean)) and len(k) < 40}
     out = []
     for i, r in enumerate(body):
         for c in r:
-            if "\n" in c and sum(1 for ln in c.split("\n")[1:] if ln.count(delim) >= width - 1) >= 1:
-                out.append(i)
+            if "\n" not in c:
+                continue
+            for ln in c.split("\n")[1:]:
+                fields = next(csv.reader([ln], delimiter=delim, quoting=csv.QUOTE_NONE), [])
+                if len(fields) >= width and (_shape(fields[0]) in common_first or fields[-1].strip() in common_last):
+                    out.append(i)
+                    break
+            if out and out[-1] == i:
                 break
     return out
 
@@ -415,9 +439,11 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
     test_source = data.test or (data.train if data.test_split and not is_local(data.train) else None)
     test_t = read_table(test_source, role="test", encoding=data.encoding, config=data.config,
                         split=data.test_split or "test") if test_source else None
+    info: list[str] = []
     for t in (train_t, val_t, test_t):
         if t is not None:
             notes.extend(t.notes)
+            info.extend(t.info)
 
     args = dict(text_column=data.text_column, label_column=data.label_column, pair_column=data.text_pair_column,
                 clean=data.clean_text)
@@ -460,7 +486,11 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
     fp = hashlib.sha256("|".join([t.fingerprint for t in (train_t, val_t, test_t) if t] +
                                  [str(data.text_column), str(data.label_column), str(data.text_pair_column), str(data.clean_text),
                                   str(data.max_train_samples), str(data.validation_fraction), str(seed)]).encode()).hexdigest()[:16]
-    return LabelledData(train, validation, test, label_names, notes, fp)
+    return LabelledData(train, validation, test, label_names, notes, fp, info + [n for n in notes if _is_info(n)])
+
+
+def _is_info(note: str) -> bool:
+    return note.startswith(("validation: a stratified", "train: using a seeded random subset"))
 
 
 def _map_labels(names: list[str | None], label2id: dict[str, int], role: str, source: str) -> list[int]:

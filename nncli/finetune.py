@@ -359,15 +359,15 @@ def _training_relevant(recipe: FinetuneRecipe) -> dict:
     return d
 
 
-def _use_bf16(setting: str) -> bool:
+def _use_bf16(setting) -> bool:
     from .models import cpu_flags
 
-    if setting == "off":
+    if setting is False:
         return False
     native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
-    if setting == "on" and not native:
-        console.warn("train.bf16=on but this CPU has no native bf16 (avx512_bf16/amx): it will be slow")
-    return setting == "on" or native
+    if setting is True and not native:
+        console.warn("train.bf16=true but this CPU has no native bf16 (avx512_bf16/AMX): it will be slow")
+    return setting is True or native
 
 
 def _accepted_inputs(model) -> set[str]:

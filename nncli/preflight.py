@@ -23,6 +23,7 @@ class Preflight:
     tokenizer: object = None
     config: object = None
     warnings: list[str] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
 
@@ -63,7 +64,10 @@ def run(recipe, *, check_memory: bool = True) -> Preflight:
 def _data_checks(pf: Preflight, recipe) -> None:
     data = pf.data
     w = pf.warnings
-    w.extend(data.notes)
+    from .data import _is_info
+
+    w.extend(n for n in data.notes if not _is_info(n))
+    pf.info = list(data.info)
     n_classes = len(data.label_names)
     summary = {"label_names": data.label_names, "rows": {}, "class_counts": {}}
     for s in data.splits():
@@ -191,7 +195,7 @@ def _available_memory() -> int | None:
 
 def render(pf: Preflight) -> str:
     s = pf.summary
-    lines = [f"labels: {', '.join(s['label_names'])}"]
+    lines = list(pf.info) + [f"labels: {', '.join(s['label_names'])}"]
     for name, r in s["rows"].items():
         counts = s["class_counts"][name]
         dist = ", ".join(f"{k} {v}" for k, v in counts.items())

@@ -76,7 +76,8 @@ class TrainSpec(Strict):
     class_weights: Literal["balanced", "none"] = "balanced"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     seed: int = 42
-    bf16: Literal["auto", "on", "off"] = Field("off", description="bf16 autocast for training on CPUs with native bf16")
+    bf16: Union[bool, Literal["auto"]] = Field(False, description="bf16 autocast for training: true, false, or auto (on where "
+                                               "the CPU has native bf16)")
     group_by_length: bool = True
     threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
 
