@@ -62,7 +62,8 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
 
     threads = set_threads(recipe.train.threads)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = _device()
     _seed_everything(recipe.train.seed)
 
     run_fp = fingerprint({"recipe": _training_relevant(recipe), "data": data.fingerprint})
@@ -95,6 +96,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
         report["training"] = {"lora_targets": leaves, "fully_trained_modules": heads}
     else:
         report["training"] = {"fully_trained_modules": ["all"]}
+    model.to(device)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     report["training"].update(trainable_parameters=n_trainable, total_parameters=n_total, newly_initialised=sorted(
@@ -111,7 +113,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     weight = None
     if recipe.train.class_weights == "balanced":
         w = len(data.train.labels) / (n_classes * np.maximum(counts, 1))
-        weight = torch.tensor(w / w.mean(), dtype=torch.float32)
+        weight = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.train.label_smoothing)
 
     bs, accum = recipe.train.batch_size, recipe.train.gradient_accumulation
@@ -129,7 +131,8 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     use_bf16 = _use_bf16(recipe.train.bf16)
     ddp_model = model
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, find_unused_parameters=False, device_ids=[device.index] if device.type == "cuda" else None)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": 0, "bad_evals": 0,
              "history": [], "samples_seen": 0, "train_seconds": 0.0, "fingerprint": run_fp}
@@ -158,8 +161,8 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
                     optimizer.zero_grad(set_to_none=True)
                     for k in range(accum):
                         idx = order[bi + k]
-                        batch = _collate(enc["train"], idx, tok.pad_token_id)
-                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                        batch = _collate(enc["train"], idx, tok.pad_token_id, device)
+                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                             logits = ddp_model(**batch["inputs"]).logits
                         loss = loss_fn(logits.float(), batch["labels"]) / accum
                         if not torch.isfinite(loss):
@@ -403,7 +406,18 @@ def _batches(lengths, batch_size: int, seed: int, group_by_length: bool) -> list
     return batches
 
 
-def _collate(enc: dict, idx, pad_id: int) -> dict:
+def _device():
+    """cuda:LOCAL_RANK when a GPU is visible (one process per GPU under torchrun), else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        d = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(d)
+        return d
+    return torch.device("cpu")
+
+
+def _collate(enc: dict, idx, pad_id: int, device=None) -> dict:
     import torch
 
     feats = enc["features"]
@@ -417,7 +431,10 @@ def _collate(enc: dict, idx, pad_id: int) -> dict:
             seq = rows[i]
             t[r, : len(seq)] = torch.as_tensor(seq)
         inputs[k] = t
-    return {"inputs": inputs, "labels": torch.as_tensor(enc["labels"][list(idx)])}
+    out = {"inputs": inputs, "labels": torch.as_tensor(enc["labels"][list(idx)])}
+    if device is not None and device.type != "cpu":
+        out = {"inputs": {k: v.to(device) for k, v in inputs.items()}, "labels": out["labels"].to(device)}
+    return out
 
 
 def _evaluate(model, enc: dict, pad_id: int, n_classes: int, batch_size: int = 64) -> dict:
@@ -432,8 +449,9 @@ def _evaluate(model, enc: dict, pad_id: int, n_classes: int, batch_size: int = 6
     with torch.inference_mode():
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size].tolist()
-            logits = model(**_collate(enc, idx, pad_id)["inputs"]).logits.float()
-            probs[idx] = torch.softmax(logits, -1).numpy()
+            device = next(model.parameters()).device
+            logits = model(**_collate(enc, idx, pad_id, device)["inputs"]).logits.float()
+            probs[idx] = torch.softmax(logits, -1).cpu().numpy()
     model.train()
     pred = probs.argmax(1)
     out = M.classification(enc["labels"], pred, n_classes, probs)

