@@ -86,7 +86,7 @@ def machine() -> dict:
 def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threads: int | None = None, torch_int8: bool = False,
         output: str | None = None, overwrite: bool = False, baseline: str | None = None, fail_if_slower: float | None = None,
         min_seconds: float = 2.0, min_repeats: int = 10) -> dict:
-    from .inference import load_classifier, quantize_dynamic_int8
+    from .inference import load_classifier, quantize_dynamic_int8, release
 
     timer = Timer()
     if fail_if_slower is not None and not baseline:
@@ -105,6 +105,7 @@ def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threa
             clf._model = quantize_dynamic_int8(clf._model)
             clf.backend = "torch-int8"
             rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
+        release(clf)  # one engine alive at a time: idle ONNX Runtime threads spin and would slow the next model
     report = base_report("bench")
     report.update(results=rows, machine=fp, environment=environment(threads), settings={
         "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "min_seconds": min_seconds, "min_repeats": min_repeats,

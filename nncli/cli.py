@@ -141,6 +141,13 @@ def _emit(result: Any, json_out: bool, render: Callable[[dict], None] | None) ->
         render(result)
 
 
+def _columns(names: list[str] | None):
+    """A repeated --text-column: one name, or a list of candidates (the first each file has)."""
+    if not names:
+        return None
+    return names[0] if len(names) == 1 else list(names)
+
+
 def _stdout():
     from rich.console import Console
 
@@ -194,7 +201,7 @@ def finetune(
         recipe_name, overrides = _split_args(args)
         path = find_recipe(recipe_name) if recipe_name else None
         flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
-                 "data.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None,
+                 "data.text_column": _columns(text_column),
                  "data.text_pair_column": text_pair_column, "data.label_column": label_column, "output": output,
                  "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
                  "data.max_length": max_length, "train.seed": seed}
@@ -287,7 +294,7 @@ def evaluate(
 
         recipe_name, models, overrides = _split_models(args)
         path = find_recipe(recipe_name) if recipe_name else None
-        flags = {"data.path": data, "data.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None,
+        flags = {"data.path": data, "data.text_column": _columns(text_column),
                  "data.text_pair_column": text_pair_column, "data.label_column": label_column, "data.slice_column": slice_column,
                  "data.validation": validation, "calibration.fit": True if calibrate else None, "calibration.bins": bins,
                  "robustness.enabled": robustness, "data.limit": limit, "output": output, "task": task,
@@ -370,7 +377,7 @@ def export(
         recipe_name, model, overrides = _model_and_overrides(args)
         path = find_recipe(recipe_name) if recipe_name else None
         flags = {"model": model, "format": format, "output": output, "parity.data": data,
-                 "parity.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None,
+                 "parity.text_column": _columns(text_column),
                  "parity.atol": atol, "parity.max_flipped": max_flipped, "opset": opset}
         return ex.run(load_recipe("export", path, overrides, flags), overwrite=overwrite)
 
@@ -421,7 +428,7 @@ def quantize(
         path = find_recipe(recipe_name) if recipe_name else None
         flags = {"model": model, "method": method, "backend": backend, "max_drop": max_drop, "max_flip_rate": max_flip_rate,
                  "output": output, "data.path": data, "data.label_column": label_column,
-                 "data.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None}
+                 "data.text_column": _columns(text_column)}
         return qz.run(load_recipe("quantize", path, overrides, flags), overwrite=overwrite)
 
     _execute(job, json_out, quiet, debug, _render_quantize)
@@ -536,7 +543,7 @@ def predict(
     def job():
         from . import predict as pr
 
-        cols = (text_column[0] if len(text_column) == 1 else text_column) if text_column else "text"
+        cols = _columns(text_column) or "text"
         return pr.run(model, data, text_column=cols, text_pair_column=text_pair_column, output=output, id_column=id_column,
                       batch_size=batch_size, threads=threads, limit=limit)
 
@@ -582,7 +589,7 @@ def validate(
         recipe_name, overrides = _split_args(args)
         path = find_recipe(recipe_name) if recipe_name else None
         flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
-                 "data.text_column": (text_column[0] if len(text_column) == 1 else text_column) if text_column else None,
+                 "data.text_column": _columns(text_column),
                  "data.label_column": label_column}
         recipe = load_recipe("finetune", path, overrides, flags)
         pf = preflight.run(recipe)

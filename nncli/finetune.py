@@ -22,7 +22,7 @@ from .errors import GateFailed, InputError, Interrupted, UsageError
 from .recipe import FinetuneRecipe, dump, fingerprint
 from .report import RunDir, Timer, atomic_dir, base_report, check_gate_metrics, environment, evaluate_gates, now, peak_memory_mb
 
-DEFAULT_LR = {"lora": 2e-3, "full": 1e-4}
+DEFAULT_LR = {"lora": 5e-4, "full": 1e-4}
 METRIC_NAMES = ["accuracy", "macro_f1", "loss"]
 
 

@@ -64,6 +64,15 @@ class Classifier:
         return softmax(self.logits(texts, pairs, batch_size) / (temperature or self.temperature))
 
 
+def release(clf: "Classifier | None") -> None:
+    """Free a model now (an ONNX Runtime session's spinning threads would otherwise slow whatever runs next)."""
+    import gc
+
+    if clf is not None:
+        clf._model = None
+    gc.collect()
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(1, keepdims=True)
     e = np.exp(z)
@@ -207,6 +216,9 @@ def _load_onnx_file(name: str, path: Path, max_length: int | None, threads: int 
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
+    # ONNX Runtime's idle worker threads spin (busy-wait) for low latency; measured here, switching that off
+    # made int8 inference 2.5x slower. The price: a live session slows other engines in the same process,
+    # so bench and quantize close each session before timing anything else (see release()).
     try:
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:

@@ -49,7 +49,7 @@ def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> dict:
     timer = Timer()
     from .bench import make_batch, measure
     from .evaluate import _run_dir_for
-    from .inference import load_classifier, map_labels, softmax
+    from .inference import load_classifier, map_labels, release, softmax
     from .models import resolve
 
     source = resolve(recipe.model)
@@ -88,6 +88,7 @@ def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> dict:
                 _export_fp32(source.path, onnx_dir)
             ort_fp32 = load_classifier(str(onnx_dir), threads=recipe.threads)
             s = score(ort_fp32)
+            release(ort_fp32)
             rows.append(_row("fp32 (onnxruntime)", "onnxruntime", _size_mb(onnx_dir, "*.onnx"), s, fp32, y, recipe, reference=True))
         built = {}
         for name in names:
@@ -101,6 +102,7 @@ def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> dict:
                 continue
             clf = load_classifier(str(path), threads=recipe.threads)
             s = score(clf)
+            release(clf)
             row = _row(name, clf.backend, _size_mb(path, "*.onnx" if name.startswith("ort") else "*.safetensors"), s, fp32, y, recipe)
             row["build_seconds"] = t()
             rows.append(row)

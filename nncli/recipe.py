@@ -64,7 +64,7 @@ class TrainSpec(Strict):
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
     batch_size: int = Field(16, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
-    lr: float | None = Field(None, gt=0, lt=1, description="peak learning rate; default 2e-3 for LoRA, 1e-4 for full")
+    lr: float | None = Field(None, gt=0, lt=1, description="peak learning rate; default 5e-4 for LoRA, 1e-4 for full")
     head_lr: float | None = Field(None, gt=0, lt=1, description="learning rate of the classifier head and pooler; default = lr")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)

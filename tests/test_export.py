@@ -104,3 +104,25 @@ def test_evaluate_accepts_onnx_exports(onnx_export, trained_run, tiny_data, cli)
     r = json.loads(stdout)
     assert r["models"][1]["backend"] == "onnxruntime"
     assert r["comparison"][1]["agreement_with_first"] == 1.0
+
+
+def test_causal_lm_onnx_export_with_past_key_values(tiny_gpt2, tmp_path, cli):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("\n".join(json.dumps({"text": t}) for t in ["great lamp and very happy", "awful broken kettle", "the book"]))
+    out = tmp_path / "lm-onnx"
+    code, stdout, stderr = cli("export", tiny_gpt2, "--output", out, "--data", texts, "--json")
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["export_task"] == "causal-lm" and r["parity"]["max_abs_diff"] <= 1e-4
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    assert any(n.startswith("past_key_values") for n in names)  # decoder exported with its KV cache
+    from optimum.onnxruntime import ORTModelForCausalLM
+    from transformers import AutoTokenizer
+
+    model = ORTModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    generated = model.generate(**tok("great lamp", return_tensors="pt"), max_new_tokens=3, do_sample=False)
+    assert generated.shape[1] > 2

@@ -1,0 +1,70 @@
+"""Render the tables of benchmarks/README.md from benchmarks/results/*.json (so every number has a source).
+
+    python benchmarks/render.py        # prints Markdown; paste between the markers in README.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+R = Path(__file__).resolve().parent / "results"
+
+
+def finetune() -> str:
+    f = R / "finetune.json"
+    if not f.exists():
+        return "(no results/finetune.json yet)"
+    d = json.loads(f.read_text())
+    s = d["summary"]
+    lines = ["| system | train samples/s (median, range) | peak memory MB (median) | SST-2 dev accuracy (median) |",
+             "|---|---|---|---|"]
+    for name, v in s.items():
+        t = v["train_samples_per_second"]
+        lines.append(f"| {name} | {t['median']:.1f} ({t['min']:.1f}–{t['max']:.1f}) | {v['peak_memory_mb']['median']:.0f} | "
+                     f"{v['dev_accuracy']['median']:.4f} |")
+    r = d["ratios"]
+    gap = d["accuracy_gap_points"]
+    lines += ["", f"- nncli vs Trainer padding to max_length: **{r['nncli_vs_trainer_max_length']:.2f}x** (target ≥ 1.5x: "
+              f"{'met' if r['nncli_vs_trainer_max_length'] >= 1.5 else 'NOT met'})",
+              f"- nncli vs Trainer with dynamic padding: **{r['nncli_vs_trainer_dynamic']:.2f}x** (target ≥ 1.2x: "
+              f"{'met' if r['nncli_vs_trainer_dynamic'] >= 1.2 else 'NOT met'})",
+              "- accuracy gap (nncli minus baseline, points): " + ", ".join(f"{k} {v:+.2f}" for k, v in gap.items()) +
+              f" (target: within 1 point: {'met' if all(abs(v) <= 1 for v in gap.values()) else 'NOT met'})",
+              f"- settings: {d['settings']['train_rows']} SST-2 training rows (seeded sample), {d['settings']['epochs']} epoch, lr "
+              f"{d['settings']['lr']}, {d['settings']['repeats']} interleaved repeats; CPU {d['cpu']}; load average before runs "
+              f"{min(d['load_average_before_runs']):.2f}–{max(d['load_average_before_runs']):.2f}"]
+    return "\n".join(lines)
+
+
+def deploy() -> str:
+    f = R / "deploy.json"
+    if not f.exists():
+        return "(no results/deploy.json yet)"
+    d = json.loads(f.read_text())
+    lines = ["| backend | latency batch 1 (ms) | throughput batch 32 (/s) | speed-up vs PyTorch fp32 | SST-2 dev accuracy | flipped vs fp32 |",
+             "|---|---|---|---|---|---|"]
+    for name, r in d["rows"].items():
+        lines.append(f"| {name} | {r['latency_ms_batch1']:.1f} | {r['throughput_batch32']:.1f} | {r['speedup_vs_pytorch_fp32']:.2f}x | "
+                     f"{r['dev_accuracy']:.4f} | {r['flip_rate_vs_fp32']:.1%} |")
+    p = d["parity"]
+    lines += ["", f"- fp32 ONNX export parity on {p['samples']} validation texts: max |Δlogit| {p['max_abs_diff']:.2e}, "
+              f"mean {p['mean_abs_diff']:.2e}, {p['flipped']} flipped (target ≤ 1e-4: {'met' if p['max_abs_diff'] <= 1e-4 else 'NOT met'})",
+              f"- `nncli quantize` chose: {d['quantize_chosen'] or 'nothing (no candidate qualified)'}",
+              f"- CPU {d['cpu']} ({', '.join(d.get('cpu_features') or [])}); medians of {d['settings']['repeats']} interleaved rounds"]
+    return "\n".join(lines)
+
+
+def evaluate() -> str:
+    f = R / "evaluate.json"
+    if not f.exists():
+        return "(no results/evaluate.json yet)"
+    d = json.loads(f.read_text())
+    return "\n".join(["| system | examples/s | accuracy |", "|---|---|---|",
+                      f"| nncli (batched, length-sorted) | {d['nncli_examples_per_second']:.1f} | {d['accuracy_nncli']:.4f} |",
+                      f"| transformers.pipeline, one text at a time | {d['pipeline_loop_examples_per_second']:.1f} | {d['accuracy_pipeline']:.4f} |",
+                      "", f"- speed-up **{d['speedup']:.2f}x**, prediction agreement {d['agreement']:.4f} on {d['texts']} texts"])
+
+
+if __name__ == "__main__":
+    print("## Fine-tuning\n\n" + finetune() + "\n\n## Deployment\n\n" + deploy() + "\n\n## Evaluation throughput\n\n" + evaluate())
