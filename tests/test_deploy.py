@@ -93,10 +93,10 @@ def test_bench_and_regression_gate(trained_run, tmp_path, cli):
         assert x["p50_ms"] <= x["p95_ms"] <= x["p99_ms"] and x["throughput_per_second"] > 0
     assert r["machine"]["features"] and r["machine"]["int8_note"]
     assert (out / "latency_throughput.png").exists()
-    # doctor the baseline to be 10x faster: the gate must fail
+    # doctor the baseline to be 1000x faster (timings here vary 10x under load): the gate must fail
     base = json.loads((out / "report.json").read_text())
     for x in base["results"]:
-        x["throughput_per_second"] *= 10
+        x["throughput_per_second"] *= 1000
     (tmp_path / "fast.json").write_text(json.dumps(base))
     code, stdout, stderr = cli("bench", trained_run, "--batch-sizes", "1", "--seq-lens", "16", "--min-seconds", "0.1",
                                "--baseline", tmp_path / "fast.json", "--fail-if-slower", "10%", "--json")
