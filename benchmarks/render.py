@@ -1,6 +1,9 @@
 """Render the tables of benchmarks/README.md from benchmarks/results/*.json (so every number has a source).
 
-    python benchmarks/render.py        # prints Markdown; paste between the markers in README.md
+    python benchmarks/render.py           # print the deploy and evaluate tables
+    python benchmarks/render.py --write   # replace them between the <!-- deploy/evaluate:start/end --> markers in README.md
+
+The fine-tuning block is rendered by `finetune_bench.py --render-only`.
 """
 
 from __future__ import annotations
@@ -66,5 +69,22 @@ def evaluate() -> str:
                       "", f"- speed-up **{d['speedup']:.2f}x**, prediction agreement {d['agreement']:.4f} on {d['texts']} texts"])
 
 
+def write(readme: Path = Path(__file__).resolve().parent / "README.md") -> None:
+    import re
+
+    text = readme.read_text()
+    for key, fn in (("deploy", deploy), ("evaluate", evaluate)):
+        start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+        if start not in text or end not in text:
+            raise SystemExit(f"{readme}: markers {start} / {end} missing")
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _m: f"{start}\n{fn()}\n{end}", text, flags=re.S)
+    readme.write_text(text)
+
+
 if __name__ == "__main__":
-    print("## Fine-tuning\n\n" + finetune() + "\n\n## Deployment\n\n" + deploy() + "\n\n## Evaluation throughput\n\n" + evaluate())
+    import sys
+
+    if "--write" in sys.argv:
+        write()
+    else:
+        print("## Deployment\n\n" + deploy() + "\n\n## Evaluation throughput\n\n" + evaluate())
