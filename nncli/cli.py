@@ -515,6 +515,70 @@ def bench(
     _execute(job, json_out, quiet, debug, render)
 
 
+# ---------------------------------------------------------------------------------------------- drift
+
+@app.command()
+def drift(
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] [KEY=VALUE]...",
+                    help="Optionally a drift recipe, and overrides.", show_default=False)] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="Run directory with profile.json (from finetune or evaluate --output), a profile.json, or reference data.")] = None,
+    current: Annotated[Optional[str], typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    alpha: Annotated[Optional[float], typer.Option(help="False-alarm rate for the whole report (default 0.05).")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use at most N current rows (seeded sample).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Check new data against a run's reference profile: feature, label, confidence and embedding drift (exit 5 on drift).
+
+    Examples:
+
+      nncli drift --reference runs/quickstart --current recipes/data/reviews/shifted.csv -o runs/drift
+
+      nncli drift -r runs/quickstart -c incoming/today.jsonl --text-column body --json
+
+      nncli drift -r train.csv -c today.csv --model runs/quickstart --alpha 0.01
+    """
+    def job():
+        from . import drift as dr
+        from .recipe import find_recipe, load_recipe
+
+        recipe_name, overrides = _split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"reference": reference, "current": current, "model": model, "text_column": _columns(text_column),
+                 "label_column": label_column, "alpha": alpha, "max_accuracy_drop": max_accuracy_drop, "limit": limit,
+                 "output": output}
+        return dr.run(load_recipe("drift", path, overrides, flags), overwrite=overwrite)
+
+    _execute(job, json_out, quiet, debug, _render_drift)
+
+
+def _render_drift(r: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"drift: {'DRIFT DETECTED' if r.get('drift_detected') else 'no drift'} "
+                    f"(alpha {r.get('alpha')}, per test {r.get('alpha_per_test', 0):.2g})")
+    for col in ("feature", "test", "statistic", "p-value", "effect", "threshold", "verdict"):
+        t.add_column(col)
+    for x in r.get("tests", []):
+        t.add_row(x["feature"], x["test"], f"{x['statistic']:.4g}", "-" if x["p_value"] is None else f"{x['p_value']:.2g}",
+                  f"{x['effect_name']} {x['effect']:.3f}", f"{x['threshold']:.3f}", "[red]DRIFT[/]" if x["drift"] else "ok")
+    out = _stdout()
+    out.print(t)
+    a = r.get("accuracy") or {}
+    if a.get("reference") is not None:
+        out.print(f"accuracy: reference {a['reference']:.4f}, estimated from confidences {a['estimated']:.4f}"
+                  + (f", actual {a['actual']:.4f}" if "actual" in a else ""))
+    if r.get("top_drifting"):
+        out.print("top drifting: " + ", ".join(r["top_drifting"]))
+
+
 # ---------------------------------------------------------------------------------------------- predict
 
 @app.command()

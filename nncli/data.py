@@ -416,7 +416,7 @@ def to_split(table: Table, name: str, text_column, label_column, pair_column: st
                 extra[str(c)] = [vals[i] for i in keep]
     split = Split(name, table.source, texts, [], pairs if raw_pairs is not None else None, table.n_rows,
                   {k: v for k, v in dropped.items() if v}, extra)
-    split.columns = {"text": text_column, "label": label_column}
+    split.columns = {"text": text_column, "label": label_column, "text_pair": pair_column}
     return split, names
 
 

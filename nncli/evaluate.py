@@ -75,6 +75,8 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False, gates: list[dict] | 
         else:
             res = _evaluate_classifier(name, split, names, recipe, out, index=i)
         results.append(res)
+    if out and task != "causal-lm" and recipe.profile:
+        _write_profile(out, recipe, split, names, report)
     report["models"] = results
     report["task"] = "evaluate"
     report["evaluation_task"] = task
@@ -108,6 +110,32 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False, gates: list[dict] | 
 
 
 # ---------------------------------------------------------------------------------------------- classification
+
+def _write_profile(out: RunDir, recipe: EvaluateRecipe, split, names: list, report: dict) -> None:
+    """Reference profile for `nncli drift` on the evaluated data, with the first model."""
+    from . import drift
+    from .inference import load_classifier, release
+
+    name = recipe.models[0]
+    ref = str(Path(name).resolve()) if Path(name).exists() else name
+    clf = None
+    try:
+        clf = load_classifier(name, trust_remote_code=recipe.trust_remote_code, allow_pickle=recipe.allow_pickle,
+                              threads=recipe.threads, max_length=recipe.data.max_length)
+        labels = names if all(n is not None for n in names) else None
+        profile = drift.build_profile(split.texts, labels, clf=clf, model_texts=split.texts, model_pairs=split.pairs,
+                                      model_labels=labels, source=str(split.source), text_column=split.columns.get("text"),
+                                      label_column=split.columns.get("label"), text_pair_column=split.columns.get("text_pair"),
+                                      model_ref=ref, seed=recipe.seed)
+        drift.save_profile(out.path, profile)
+        report["artifacts"]["profile"] = drift.PROFILE_FILE
+    except InputError:
+        raise
+    except Exception as e:  # the evaluation itself succeeded; say what is missing
+        console.warn(f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]})")
+    finally:
+        release(clf)
+
 
 def _evaluate_classifier(name: str, split, names: list, recipe: EvaluateRecipe, out: RunDir | None, index: int) -> dict:
     from .inference import load_classifier, map_labels, model_dir_of, softmax

@@ -288,6 +288,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
         tok.save_pretrained(tmp)
     report["artifacts"]["merged"] = "merged"
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    _write_profile(out, recipe, data, merged, tok, report)
 
     samples_s = state["samples_seen"] / state["train_seconds"] if state["train_seconds"] else None
     report["timings"] = {"wall_seconds": timer(), "train_seconds": round(state["train_seconds"], 2),
@@ -422,7 +423,6 @@ def _collate(enc: dict, idx, pad_id: int, device=None) -> dict:
 
     feats = enc["features"]
     width = max(len(feats["input_ids"][i]) for i in idx)
-    width = min(width + (-width % 8), max(width, 8)) if width % 8 else width
     inputs = {}
     for k, rows in feats.items():
         pad = pad_id if k == "input_ids" else 0
@@ -571,6 +571,36 @@ def _guardrails(report: dict, predictions: dict, label_names: list[str]) -> list
     return out
 
 
+def _write_profile(out: RunDir, recipe: FinetuneRecipe, data, merged, tok, report: dict) -> None:
+    """Reference profile for `nncli drift`: text statistics on train + validation, model outputs on validation (held out)."""
+    import inspect
+
+    from . import drift
+    from .inference import Classifier
+
+    try:
+        merged.eval()
+        accepted = set(inspect.signature(merged.forward).parameters)
+        inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted and k in tok.model_input_names]
+        clf = Classifier(str(out / "merged"), str(out / "merged"), "torch", list(data.label_names), 1.0, recipe.data.max_length,
+                         {"inputs": inputs}, merged, tok)
+        val = data.validation
+        profile = drift.build_profile(
+            data.train.texts + val.texts, [data.label_names[i] for i in data.train.labels + val.labels], clf=clf,
+            model_texts=val.texts, model_pairs=val.pairs, model_labels=[data.label_names[i] for i in val.labels],
+            source=f"{recipe.data.train} (+ validation)", text_column=data.train.columns.get("text"),
+            label_column=data.train.columns.get("label"), text_pair_column=data.train.columns.get("text_pair"),
+            model_ref="merged", seed=recipe.train.seed)
+        drift.save_profile(out.path, profile)
+        report["artifacts"]["profile"] = drift.PROFILE_FILE
+    except Exception as e:  # a missing profile must not lose a finished model; say so
+        if isinstance(e, OSError) and e.errno == 28:
+            raise
+        msg = f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]}); nncli drift will need --reference DATA"
+        console.warn(msg)
+        report["warnings"].append(msg)
+
+
 def _write_plots(out: RunDir, history: list[dict], report: dict) -> None:
     import json
 
@@ -635,6 +665,9 @@ def model_card(report: dict, recipe: FinetuneRecipe) -> str:
               "", "![training curves](curves.png)", "", "## Limitations and warnings", ""]
     warns = report["warnings"] or ["none raised by nncli's checks"]
     lines += [f"- {w}" for w in warns]
+    if "test" not in report["metrics"]:
+        lines += ["- No test split: the validation split also chose the best checkpoint (early stopping), so its metrics are "
+                  "slightly optimistic. Pass --test for an unbiased estimate."]
     lines += ["- Metrics hold for data like the validation/test files above; check calibration and behaviour on "
               "shifted data before deployment (`nncli evaluate`).", "", "## Use", "", "```python",
               "from transformers import pipeline", "clf = pipeline('text-classification', model='merged')", "```", ""]

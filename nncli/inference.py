@@ -32,11 +32,18 @@ class Classifier:
 
     def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> np.ndarray:
         """Raw logits (before temperature), in input order."""
+        return self.run(texts, pairs, batch_size)[0]
+
+    def run(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64,
+            embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and, when asked and the backend can (PyTorch), mean-pooled last-layer embeddings; input order."""
         tok = self._tok
         enc = tok(texts, pairs, truncation=True, max_length=self.max_length, verbose=False)
         lengths = np.array([len(x) for x in enc["input_ids"]])
         order = np.argsort(-lengths, kind="stable")
         out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        emb = None
+        want = embeddings and self.backend.startswith("torch")
         keys = self.info["inputs"]
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
@@ -49,8 +56,18 @@ class Classifier:
                     seq = enc[k][j]
                     arr[r, : len(seq)] = seq
                 batch[k] = arr
-            out[idx] = self._forward(batch)
-        return out
+            if want:
+                mask = np.zeros((len(idx), width), dtype=np.float32)
+                for r, j in enumerate(idx):
+                    mask[r, : lengths[j]] = 1
+                logits, e = self._forward_with_embeddings(batch, mask)
+                if emb is None:
+                    emb = np.zeros((len(texts), e.shape[1]), dtype=np.float32)
+                emb[idx] = e
+                out[idx] = logits
+            else:
+                out[idx] = self._forward(batch)
+        return out, emb
 
     def _forward(self, batch: dict) -> np.ndarray:
         if self.backend == "onnxruntime":
@@ -59,6 +76,16 @@ class Classifier:
 
         with torch.inference_mode():
             return self._model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()
+
+    def _forward_with_embeddings(self, batch: dict, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            o = self._model(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_hidden_states=True)
+            h = o.hidden_states[-1].float()
+            m = torch.from_numpy(mask).unsqueeze(-1)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
+            return o.logits.float().numpy(), pooled.numpy()
 
     def predict_proba(self, texts, pairs=None, batch_size: int = 64, temperature: float | None = None) -> np.ndarray:
         return softmax(self.logits(texts, pairs, batch_size) / (temperature or self.temperature))

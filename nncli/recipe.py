@@ -161,6 +161,7 @@ class EvaluateRecipe(Strict):
     robustness: RobustnessSpec = RobustnessSpec()
     slice_min_count: int = Field(30, ge=1, description="slices with fewer rows are flagged as too small to trust")
     bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples for confidence intervals (0 = off)")
+    profile: bool = Field(True, description="with --output: also write a reference profile (profile.json) for nncli drift")
     batch_size: int = Field(64, ge=1)
     threads: int | None = Field(None, ge=1)
     seed: int = 0
@@ -234,14 +235,42 @@ class QuantizeRecipe(Strict):
         return self
 
 
+class DriftRecipe(Strict):
+    command: Literal["drift"] = "drift"
+    name: str | None = None
+    reference: str | None = Field(None, description="run directory (or evaluate output) holding profile.json, a profile.json, "
+                                                    "or a reference data file")
+    current: str | None = Field(None, description="the new data to check: a file or hub dataset id")
+    model: str | None = Field(None, description="model for the model-based tests; default: the one the profile was built with")
+    text_column: Union[str, list[str], None] = Field(None, description="default: the profile's text column, else 'text'")
+    label_column: Union[str, list[str], None] = Field(None, description="used when present in the current data "
+                                                                        "(default: the profile's label column)")
+    alpha: float = Field(0.05, gt=0, lt=1, description="false-alarm rate for the whole report (Bonferroni over the tests)")
+    max_accuracy_drop: float = Field(5.0, ge=0, description="accuracy drop (points, estimated or actual) that counts as drift")
+    model_sample: int = Field(5000, ge=20, description="run the model on at most this many current texts (seeded sample)")
+    limit: int | None = Field(None, ge=20, description="use at most this many current rows (seeded sample)")
+    output: str | None = Field(None, description="directory for report.json, report.md and drift.png")
+    threads: int | None = Field(None, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.reference:
+            raise ValueError("reference: required (a run directory made by nncli finetune); pass --reference")
+        if not self.current:
+            raise ValueError("current: required (the new data to check); pass --current")
+        return self
+
+
 SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe,
-                                    "quantize": QuantizeRecipe}
+                                    "quantize": QuantizeRecipe, "drift": DriftRecipe}
 
 # Keys in each schema whose values are paths that should be resolved relative to the recipe file.
 PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)],
              "evaluate": [("data", "path"), ("data", "validation"), ("models",), ("output",)],
              "export": [("model",), ("parity", "data"), ("output",)],
-             "quantize": [("model",), ("data", "path"), ("output",)]}
+             "quantize": [("model",), ("data", "path"), ("output",)],
+             "drift": [("reference",), ("current",), ("model",), ("output",)]}
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -10,7 +10,10 @@ import pytest
 
 from conftest import finetune_args
 
-COMMANDS = [[], ["finetune"], ["validate"], ["recipes"], ["recipes", "list"]]
+from nncli.cli import app as _app
+
+TOP = sorted(c.name or c.callback.__name__ for c in _app.registered_commands)
+COMMANDS = [[]] + [[c] for c in TOP] + [["recipes"], ["recipes", "list"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
@@ -26,9 +29,10 @@ def test_help_does_not_import_torch(cmd):
 def test_help_lists_every_command_with_examples(cli):
     code, stdout, _ = cli("--help")
     assert code == 0
-    for name in ("finetune", "validate", "recipes"):
+    assert {"finetune", "evaluate", "export", "quantize", "bench", "predict", "drift", "validate"} <= set(TOP)
+    for name in TOP + ["recipes"]:
         assert name in stdout
-    for name in ("finetune", "validate"):
+    for name in TOP:
         code, stdout, _ = cli(name, "--help")
         assert code == 0 and "Examples:" in stdout
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
+
+REVIEWS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "reviews"
 
 
 def test_quickstart_recipe_runs_with_tiny_model(tiny_bert, tmp_path, cli):
@@ -36,3 +39,12 @@ def test_quickstart_default_recipe_learns_on_real_model(tmp_path, cli):
     assert test["macro_f1"] > majority["macro_f1"] + 0.3 and test["accuracy"] > majority["accuracy"] + 0.1
     assert not any("COLLAPSED" in w for w in r["warnings"])
     assert r["gates"] and all(g["passed"] for g in r["gates"])
+    # the demo's drift check: the held-out split of the same domain passes, the shifted split is flagged
+    code, stdout, stderr = cli("drift", "--reference", out, "--current", REVIEWS / "heldout.csv", "--json", "-q")
+    assert code == 0, stderr
+    assert json.loads(stdout)["drift_detected"] is False
+    code, stdout, stderr = cli("drift", "--reference", out, "--current", REVIEWS / "shifted.csv", "--json", "-q")
+    assert code == 5, stderr
+    d = json.loads(stdout)
+    assert d["drift_detected"] is True
+    assert {t["feature"] for t in d["tests"] if t["drift"]} >= {"embeddings", "estimated_accuracy", "accuracy"}
