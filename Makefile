@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/install-torch.sh
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/nncli finetune quickstart --output runs/quickstart --overwrite
+	$(BIN)/nncli run quickstart
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -58,6 +58,36 @@ def deploy() -> str:
     return "\n".join(lines)
 
 
+def distill() -> str:
+    f = R / "distill.json"
+    if not f.exists():
+        return "(no results/distill.json yet)"
+    d = json.loads(f.read_text())
+    t, s, c = d["teacher"], d["student"], d.get("control")
+    lines = ["| model | parameters | without embeddings | size MB | batch-1 ms | batch-32 /s | SST-2 dev accuracy | macro-F1 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in (("teacher: all-MiniLM-L6-v2 + LoRA (6 layers)", t), ("student: 3 layers, distilled", s)):
+        m = r["metrics"]["test"]
+        lines.append(f"| {name} | {r['parameters']['total']:,} | {r['parameters']['without_embeddings']:,} | {r['size_mb']:.1f} | "
+                     f"{r['latency_ms_batch1']:.1f} | {r['throughput_per_second']:.1f} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+    if c:
+        m = c["metrics"]["test"]
+        lines.append(f"| control: same student, labels only | | | | | | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+    ret = d["retention"]["accuracy"]
+    sp = d["speedup_throughput"]
+    st = d["settings"]
+    lines += ["", f"- retention (student ÷ teacher accuracy on SST-2 dev): **{ret:.3f}** (target ≥ 0.97: {'met' if ret >= 0.97 else 'NOT met'}); "
+                  f"throughput **{sp:.2f}x** the teacher's at batch 32 (target ≥ 2x: {'met' if sp >= 2 else 'NOT met'}); batch-1 latency "
+                  f"{d['speedup_latency']:.2f}x lower",
+              (f"- gain from the teacher over the control: accuracy {d['gain_over_control']['accuracy'] * 100:+.2f} points, macro-F1 "
+               f"{d['gain_over_control']['macro_f1'] * 100:+.2f} points" if d.get("gain_over_control") else "- no control run"),
+              f"- settings: {st['labelled_rows']} labelled SST-2 train rows, {st['transfer_rows']} unlabelled transfer rows, "
+              f"{st['epochs']} epochs, {st['student']}, alpha {st['alpha']}, T {st['temperature']}; test = {st['test']}; "
+              f"wall time teacher {d['wall_seconds']['teacher']} s, distill + control {d['wall_seconds']['distill_with_control']} s; "
+              f"CPU {d['cpu']}; {d['when']}"]
+    return "\n".join(lines)
+
+
 def evaluate() -> str:
     f = R / "evaluate.json"
     if not f.exists():
@@ -73,7 +103,7 @@ def write(readme: Path = Path(__file__).resolve().parent / "README.md") -> None:
     import re
 
     text = readme.read_text()
-    for key, fn in (("deploy", deploy), ("evaluate", evaluate)):
+    for key, fn in (("deploy", deploy), ("evaluate", evaluate), ("distill", distill)):
         start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
         if start not in text or end not in text:
             raise SystemExit(f"{readme}: markers {start} / {end} missing")
@@ -87,4 +117,4 @@ if __name__ == "__main__":
     if "--write" in sys.argv:
         write()
     else:
-        print("## Deployment\n\n" + deploy() + "\n\n## Evaluation throughput\n\n" + evaluate())
+        print("## Deployment\n\n" + deploy() + "\n\n## Evaluation throughput\n\n" + evaluate() + "\n\n## Distillation\n\n" + distill())

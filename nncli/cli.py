@@ -187,7 +187,7 @@ def finetune(
 
     Examples:
 
-      nncli finetune quickstart
+      nncli finetune reviews
 
       nncli finetune --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv --text-column review --label-column stars -o runs/stars
 
@@ -281,11 +281,11 @@ def evaluate(
 
     Examples:
 
-      nncli evaluate runs/quickstart --data recipes/data/reviews/test.csv --slice-column category -o runs/eval
+      nncli evaluate runs/quickstart/finetune --data recipes/data/reviews/test.csv --slice-column category -o runs/eval
 
-      nncli evaluate runs/quickstart runs/quickstart/merged-int8 --data test.csv --min accuracy=0.85 --max ece=0.05
+      nncli evaluate runs/quickstart/finetune runs/quickstart/finetune/merged-int8 --data test.csv --min accuracy=0.85 --max ece=0.05
 
-      nncli evaluate runs/quickstart --data test.csv --calibrate --json
+      nncli evaluate runs/quickstart/finetune --data test.csv --calibrate --json
     """
     def job():
         from . import evaluate as ev
@@ -364,9 +364,9 @@ def export(
 
     Examples:
 
-      nncli export runs/quickstart
+      nncli export runs/quickstart/finetune
 
-      nncli export runs/quickstart --output exports/reviews --atol 1e-5 --json
+      nncli export runs/quickstart/finetune --output exports/reviews --atol 1e-5 --json
 
       nncli export ./my-model --data valid.csv --text-column review --output exports/my-model
     """
@@ -414,9 +414,9 @@ def quantize(
 
     Examples:
 
-      nncli quantize runs/quickstart
+      nncli quantize runs/quickstart/finetune
 
-      nncli quantize runs/quickstart --backend onnxruntime --max-drop 0.5 --max-flip-rate 0.05 --json
+      nncli quantize runs/quickstart/finetune --backend onnxruntime --max-drop 0.5 --max-flip-rate 0.05 --json
 
       nncli quantize ./my-model --data valid.csv --text-column review --label-column stars --output models/int8
     """
@@ -480,9 +480,9 @@ def bench(
 
     Examples:
 
-      nncli bench runs/quickstart runs/quickstart/onnx runs/quickstart/quantized --torch-int8 -o runs/bench
+      nncli bench runs/quickstart/finetune runs/quickstart/finetune/onnx runs/quickstart/finetune/quantized --torch-int8 -o runs/bench
 
-      nncli bench runs/quickstart/onnx --batch-sizes 1,32 --seq-lens 128 --baseline runs/bench/report.json --fail-if-slower 10%
+      nncli bench runs/quickstart/finetune/onnx --batch-sizes 1,32 --seq-lens 128 --baseline runs/bench/report.json --fail-if-slower 10%
     """
     def job():
         from . import bench as bn
@@ -515,6 +515,181 @@ def bench(
     _execute(job, json_out, quiet, debug, render)
 
 
+# ---------------------------------------------------------------------------------------------- distill
+
+@app.command()
+def distill(
+    args: ArgsArg = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="The fine-tuned teacher: a run directory or model directory.")] = None,
+    student: Annotated[Optional[str], typer.Option("--student", help="layers=N (teacher layers kept), hidden=H, both, or a model (default layers=3).")] = None,
+    data: DataOpt = None,
+    validation: ValidationOpt = None,
+    test: TestOpt = None,
+    text_column: TextColOpt = None,
+    text_pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    output: OutputOpt = None,
+    transfer_data: Annotated[Optional[str], typer.Option("--transfer-data", help="Unlabelled texts the teacher labels for the student.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Soft-target weight (default 0.5).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Soft-target temperature (default 2).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Training epochs (early stopping may end sooner).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    control: Annotated[Optional[bool], typer.Option("--control/--no-control", help="Also train the student without the teacher (default on).")] = None,
+    min_retention: Annotated[Optional[float], typer.Option("--min-retention", help="Gate: fail (exit 5) if student/teacher metric is below this (e.g. 0.97).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    min_: MinOpt = None,
+    max_: MaxOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Distil a fine-tuned teacher into a smaller, faster student; report retention, speed-up and the gain over no teacher.
+
+    Examples:
+
+      nncli distill --teacher runs/quickstart/finetune --student layers=3 --data recipes/data/reviews/train.csv -o runs/student
+
+      nncli distill --teacher runs/big --student layers=2 --data train.csv --transfer-data unlabelled.csv --min-retention 0.97
+
+      nncli distill my-distill.yaml distill.alpha=0.9 distill.temperature=4 --json
+    """
+    def job():
+        from . import distill as ds
+        from .recipe import find_recipe, load_recipe
+        from .report import check_gate_metrics, parse_gate_flags, parse_gates
+
+        recipe_name, overrides = _split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"teacher": teacher, "student": student, "data.train": data, "data.validation": validation, "data.test": test,
+                 "data.text_column": _columns(text_column), "data.text_pair_column": text_pair_column,
+                 "data.label_column": label_column, "output": output, "distill.transfer_data": transfer_data,
+                 "distill.alpha": alpha, "distill.temperature": temperature, "train.epochs": epochs, "train.lr": lr,
+                 "distill.control": control}
+        recipe = load_recipe("distill", path, overrides, flags)
+        mins = {**recipe.gates.min, **parse_gate_flags(min_, "min")}
+        if min_retention is not None:
+            mins["retention"] = min_retention
+        gates = parse_gates(mins, {**recipe.gates.max, **parse_gate_flags(max_, "max")})
+        check_gate_metrics(gates, ds.known_metrics(bool(recipe.data.test or recipe.data.test_split)))
+        return ds.run(recipe, resume=resume, overwrite=overwrite, gates=gates)
+
+    _execute(job, json_out, quiet, debug, _render_distill)
+
+
+def _render_distill(r: dict) -> None:
+    from rich.table import Table
+
+    d = r.get("distill")
+    if not d:
+        return _render_finetune(r)
+    split = d["split"]
+    t = Table(title=f"distill: {r.get('status')} ({split} split)")
+    for col in ("model", "parameters", "w/o embeddings", "MB", "batch-1 ms", "batch-32 /s", "accuracy", "macro-F1"):
+        t.add_column(col)
+    for name in ("teacher", "student"):
+        x = d[name]
+        m = x["metrics"][split]
+        t.add_row(name, f"{x['parameters']['total']:,}", f"{x['parameters']['without_embeddings']:,}", f"{x['size_mb']:.1f}",
+                  f"{x['latency_ms_batch1']:.1f}", f"{x['throughput_per_second']:.1f}", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
+    if "control" in d:
+        m = d["control"]["metrics"][split]
+        t.add_row("student, no teacher", "", "", "", "", "", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
+    out = _stdout()
+    out.print(t)
+    out.print(f"retention: accuracy {d['retention']['accuracy']:.3f}, macro-F1 {d['retention']['macro_f1']:.3f}; "
+              f"throughput {d['speedup_throughput']:.2f}x" + (f"; gain over control (macro-F1) {d['gain_over_control']['macro_f1'] * 100:+.2f} pts"
+                                                            if "gain_over_control" in d else ""))
+
+
+# ---------------------------------------------------------------------------------------------- run / report
+
+@app.command("run")
+def run_pipeline(
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="PIPELINE.yaml [KEY=VALUE]...",
+                    help="A pipeline file (or shipped pipeline name) and overrides (STEP.KEY=VALUE for one step).",
+                    show_default=False)] = None,
+    force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Run a pipeline: finetune -> evaluate -> distill -> quantize -> export -> bench, stopping at the first failed gate (exit 5).
+
+    Examples:
+
+      nncli run quickstart
+
+      nncli run pipeline.yaml finetune.train.epochs=3 --force evaluate --json
+
+      nncli run ci.yaml evaluate.gates.min.accuracy=0.9 && nncli report runs/ci -o summary.md
+    """
+    def job():
+        from . import pipeline
+        from .recipe import find_recipe
+
+        name, overrides = _split_args(args)
+        if not name:
+            raise UsageError("nncli run needs a pipeline file", "e.g. nncli run quickstart (see nncli recipes list)")
+        return pipeline.run(find_recipe(name), overrides, force=force)
+
+    _execute(job, json_out, quiet, debug, _render_pipeline)
+
+
+def _render_pipeline(r: dict) -> None:
+    from rich.table import Table
+
+    from .pipeline import _fmt
+
+    t = Table(title=f"pipeline {r.get('name') or ''}: {r.get('status')}")
+    for col in ("step", "command", "status", "seconds", "key numbers"):
+        t.add_column(col)
+    for s in r.get("steps", []):
+        nums = ", ".join(f"{k} {_fmt(v)}" for k, v in (s.get("metrics") or {}).items())
+        t.add_row(s["name"], s["command"], s.get("status", ""), f"{s.get('seconds', 0):.1f}", nums)
+    _stdout().print(t)
+    _stdout().print(f"report: {r.get('output')}/report.json", markup=False)
+
+
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[str], typer.Argument(help="Run directories (finetune, distill, evaluate, quantize, export, bench, drift, pipeline).")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the Markdown summary here (for a pull-request comment).")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Print runs side by side (metrics, sizes, speeds) and write a Markdown summary fit for a pull-request comment.
+
+    Examples:
+
+      nncli report runs/quickstart/finetune
+
+      nncli report runs/main runs/pr-123 -o summary.md
+    """
+    def job():
+        from . import summary
+
+        return summary.run(runs, output)
+
+    def render(r):
+        from rich.table import Table
+
+        from .summary import COLUMNS, fmt
+
+        cols = [(k, h) for k, h in COLUMNS if any(x.get(k) is not None for x in r["runs"])]
+        t = Table(title="nncli report")
+        for _, h in cols:
+            t.add_column(h)
+        for x in r["runs"]:
+            t.add_row(*[fmt(x.get(k)) for k, _ in cols])
+        _stdout().print(t)
+        if r.get("output"):
+            _stdout().print(f"markdown: {r['output']}", markup=False)
+
+    _execute(job, json_out, quiet, debug, render)
+
+
 # ---------------------------------------------------------------------------------------------- drift
 
 @app.command()
@@ -539,11 +714,11 @@ def drift(
 
     Examples:
 
-      nncli drift --reference runs/quickstart --current recipes/data/reviews/shifted.csv -o runs/drift
+      nncli drift --reference runs/quickstart/finetune --current recipes/data/reviews/shifted.csv -o runs/drift
 
-      nncli drift -r runs/quickstart -c incoming/today.jsonl --text-column body --json
+      nncli drift -r runs/quickstart/finetune -c incoming/today.jsonl --text-column body --json
 
-      nncli drift -r train.csv -c today.csv --model runs/quickstart --alpha 0.01
+      nncli drift -r train.csv -c today.csv --model runs/quickstart/finetune --alpha 0.01
     """
     def job():
         from . import drift as dr
@@ -600,9 +775,9 @@ def predict(
 
     Examples:
 
-      nncli predict runs/quickstart --data new_reviews.csv --output preds.jsonl
+      nncli predict runs/quickstart/finetune --data new_reviews.csv --output preds.jsonl
 
-      nncli predict runs/quickstart/onnx --data new.jsonl --text-column body > preds.jsonl
+      nncli predict runs/quickstart/finetune/onnx --data new.jsonl --text-column body > preds.jsonl
     """
     def job():
         from . import predict as pr
@@ -641,7 +816,7 @@ def validate(
 
     Examples:
 
-      nncli validate quickstart
+      nncli validate reviews
 
       nncli validate my.yaml data.max_length=256 --strict --json
     """
@@ -655,7 +830,17 @@ def validate(
         flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
                  "data.text_column": _columns(text_column),
                  "data.label_column": label_column}
-        recipe = load_recipe("finetune", path, overrides, flags)
+        from .recipe import recipe_command
+
+        cmd = recipe_command(path) if path else "finetune"
+        if cmd not in ("finetune", "distill"):
+            raise UsageError(f"nncli validate checks finetune and distill recipes; {path} is a '{cmd}' recipe",
+                             f"run it with: nncli {cmd} {path}")
+        recipe = load_recipe(cmd, path, overrides, flags)
+        if cmd == "distill":
+            from .distill import preflight_recipe
+
+            recipe = preflight_recipe(recipe)
         pf = preflight.run(recipe)
         for w in pf.warnings:
             console.warn(w)
@@ -710,7 +895,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name o
 
     Examples:
 
-      nncli recipes show quickstart
+      nncli recipes show reviews
     """
     def job():
         from .recipe import find_recipe
@@ -730,7 +915,7 @@ def recipes_copy(
 
     Examples:
 
-      nncli recipes copy quickstart my.yaml
+      nncli recipes copy reviews my.yaml
     """
     def job():
         import yaml
@@ -745,6 +930,10 @@ def recipes_copy(
         text = src.read_text(encoding="utf-8")
         raw = read_yaml(src)
         header = [ln for ln in text.splitlines() if ln.startswith("#")]
+        if raw.get("command") == "pipeline":
+            from .pipeline import copy_paths_absolute
+
+            copy_paths_absolute(raw, src.parent)
         for key in PATH_KEYS.get(raw.get("command", "finetune"), []):
             value = get_path(raw, key)
             if isinstance(value, str) and (src.parent / value).exists():
@@ -772,9 +961,14 @@ def recipes_validate(paths: Annotated[list[str], typer.Argument(help="Recipe fil
             try:
                 path = find_recipe(p)
                 cmd = recipe_command(path)
-                raw = read_yaml(path)
-                _resolve_relative(raw, path.resolve().parent, cmd)
-                check(SCHEMAS[cmd], raw, source=str(path))
+                if cmd == "pipeline":
+                    from .pipeline import check as check_pipeline
+
+                    check_pipeline(path)
+                else:
+                    raw = read_yaml(path)
+                    _resolve_relative(raw, path.resolve().parent, cmd)
+                    check(SCHEMAS[cmd], raw, source=str(path))
                 results.append({"path": str(path), "command": cmd, "valid": True})
             except NncliError as e:
                 results.append({"path": p, "valid": False, "problems": e.details or [e.message]})

@@ -237,6 +237,7 @@ def build_profile(texts: list[str], labels: list[str] | None, *, clf=None, model
             arrays[f"feature_{k}"] = _sample(mo[k], SAMPLE_CAP, rng)
         names = clf.label_names
         m = {"ref": model_ref or clf.name, "backend": clf.backend, "label_names": names, "temperature": clf.temperature,
+             "max_length": clf.max_length,
              "rows": len(model_texts), "predictions": _counts([names[i] for i in mo["pred"]]),
              "features": {k: _summary(mo[k]) for k in MODEL_FEATURES}}
         if model_labels is not None and set(model_labels) <= set(names):
@@ -457,7 +458,8 @@ def run(recipe, *, overwrite: bool = False) -> dict:
         profile, ref_dir = load_profile(str(ref_path))
         model_ref = recipe.model or _model_of(profile, ref_dir)
         if model_ref and profile.meta.get("model"):
-            clf = load_classifier(model_ref, threads=recipe.threads)
+            # the same truncation as the profile: mean-pooled embeddings and confidences depend on it
+            clf = load_classifier(model_ref, threads=recipe.threads, max_length=profile.meta["model"].get("max_length"))
             # the profile's confidences were taken at its temperature: compare like with like even if the model
             # has been calibrated since (calibration.json)
             clf.temperature = float(profile.meta["model"].get("temperature") or 1.0)

@@ -330,9 +330,9 @@ def _validation_for(name: str, recipe: EvaluateRecipe, clf):
         return s.texts, s.pairs, np.asarray(map_labels(names, clf.label_names, s.source)), s.source
     run_dir = _run_dir_for(name)
     if run_dir is not None:
-        from .recipe import load_recipe
+        from .recipe import load_run_recipe
 
-        ft = load_recipe("finetune", run_dir / "recipe.yaml")
+        ft = load_run_recipe(run_dir)
         data = load_labelled(ft.data, seed=ft.train.seed, label_names=clf.label_names)
         v = data.validation
         return v.texts, v.pairs, np.asarray(v.labels), f"{run_dir}/recipe.yaml validation split"
@@ -342,10 +342,10 @@ def _validation_for(name: str, recipe: EvaluateRecipe, clf):
 
 def _run_dir_for(name: str) -> Path | None:
     """The finetune run directory a model belongs to (the model itself, or the parent of its merged/ folder)."""
-    from .models import run_task
+    from .models import TRAINING_TASKS, run_task
 
     for d in (Path(name), Path(name).parent):
-        if (d / "recipe.yaml").exists() and run_task(d) == "finetune":
+        if (d / "recipe.yaml").exists() and run_task(d) in TRAINING_TASKS:
             return d
     return None
 

@@ -107,9 +107,9 @@ def _parity_texts(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list
         s, _, _ = read_texts(recipe.parity.data, recipe.parity.text_column, role="parity")
         texts = s.texts
     elif run_dir is not None:
-        from .recipe import load_recipe
+        from .recipe import load_run_recipe
 
-        ft = load_recipe("finetune", run_dir / "recipe.yaml")
+        ft = load_run_recipe(run_dir)
         texts = load_labelled(ft.data, seed=ft.train.seed).validation.texts
     else:
         raise UsageError("export needs texts for the parity check: the model is not a run directory",

@@ -32,7 +32,8 @@ def known_metrics(has_test: bool) -> list[str]:
 
 
 def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
-        gates: list[dict] | None = None) -> dict:
+        gates: list[dict] | None = None, hooks=None) -> dict:
+    """Fine-tune; `hooks` (distill.DistillHooks) changes the loss, adds teacher-labelled rows and a projection."""
     timer = Timer()
     gates = gates or []
     out = RunDir(recipe.output or f"runs/{recipe.name or 'finetune'}")
@@ -51,7 +52,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     if dry_run:
         return {"status": "dry-run", "task": "finetune", "data": pf.summary, "estimate": pf.estimate, "warnings": pf.warnings,
                 "exit_code": 0}
-    if rank == 0:
+    if rank == 0 and not (hooks and hooks.prepared):
         out.prepare(resume=resume, overwrite=overwrite)
 
     import numpy as np
@@ -66,8 +67,9 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     device = _device()
     _seed_everything(recipe.train.seed)
 
-    run_fp = fingerprint({"recipe": _training_relevant(recipe), "data": data.fingerprint})
-    report = base_report("finetune", recipe.name)
+    run_fp = fingerprint({"recipe": _training_relevant(recipe), "data": data.fingerprint,
+                          **({"distill": hooks.fingerprint} if hooks else {})})
+    report = base_report(hooks.task if hooks else "finetune", recipe.name)
     report.update(recipe_fingerprint=run_fp, data={**pf.summary, "fingerprint": data.fingerprint},
                   estimate=pf.estimate, warnings=list(pf.warnings))
     if rank == 0:
@@ -76,7 +78,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
             if old.get("fingerprint") != run_fp:
                 raise UsageError(f"cannot resume {out.path}: the recipe or the data changed since the run started",
                                  "run again without --resume (with --overwrite), or restore the original recipe and data")
-        out.write_text("recipe.yaml", dump(recipe))
+        out.write_text("recipe.yaml", hooks.recipe_text if hooks else dump(recipe))
         out.write_json("report.json", report)
 
     # 2. model: LoRA on the backbone's linear layers; head and pooler trained fully
@@ -108,6 +110,10 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     tok = pf.tokenizer
     accepted = _accepted_inputs(model)
     enc = {s.name: _encode(tok, s, recipe.data.max_length, accepted) for s in data.splits()}
+    if hooks:
+        hooks.prepare(enc, data, tok, recipe.data.max_length, accepted)
+        hooks.attach(model)
+        model.to(device)
     n_classes = len(data.label_names)
     counts = np.bincount(data.train.labels, minlength=n_classes)
     weight = None
@@ -117,7 +123,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.train.label_smoothing)
 
     bs, accum = recipe.train.batch_size, recipe.train.gradient_accumulation
-    batches_per_epoch = math.ceil(len(data.train) / bs) // world
+    batches_per_epoch = math.ceil(len(enc["train"]["labels"]) / bs) // world
     steps_per_epoch = max(1, batches_per_epoch // accum)
     total_steps = recipe.train.max_steps or max(1, int(round(recipe.train.epochs * steps_per_epoch)))
     eval_every = steps_per_epoch if recipe.train.eval_every == "epoch" else int(recipe.train.eval_every)
@@ -163,8 +169,8 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
                         idx = order[bi + k]
                         batch = _collate(enc["train"], idx, tok.pad_token_id, device)
                         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                            logits = ddp_model(**batch["inputs"]).logits
-                        loss = loss_fn(logits.float(), batch["labels"]) / accum
+                            output = ddp_model(**batch["inputs"], **({"output_hidden_states": True} if hooks and hooks.needs_hidden else {}))
+                        loss = (hooks.loss(output, batch, idx, loss_fn) if hooks else loss_fn(output.logits.float(), batch["labels"])) / accum
                         if not torch.isfinite(loss):
                             raise _NonFinite(state["step"], loss.item())
                         loss.backward()
@@ -224,7 +230,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
                         report.update(status="interrupted", exit_code=130, finished_at=now())
                         out.write_json("report.json", report)
                     raise Interrupted(f"interrupted by {stop.signal} at step {state['step']} of {total_steps}; state saved "
-                                      f"in {out.path}/checkpoint", f"continue with: nncli finetune {out.path}/recipe.yaml "
+                                      f"in {out.path}/checkpoint", f"continue with: nncli {hooks.task if hooks else 'finetune'} {out.path}/recipe.yaml "
                                       f"--output {out.path} --resume")
                 if state["batch_in_epoch"] >= usable:
                     state["epoch"] += 1
@@ -274,6 +280,8 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
         console.warn(w)
 
     # 6. artifacts: adapter, merged model, tokenizer — each appears only when complete
+    if hooks:
+        hooks.detach(model)
     if recipe.method == "lora":
         with atomic_dir(out / "adapter") as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
@@ -298,7 +306,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     flat = _flat_metrics(results)
     report["gates"] = evaluate_gates(gates, flat)
     failed = [g for g in report["gates"] if not g["passed"]]
-    report.update(status="failed" if failed else "succeeded", exit_code=5 if failed else 0, finished_at=now())
+    report.update(status="failed" if failed else ("running" if hooks else "succeeded"), exit_code=5 if failed else 0, finished_at=now())
     _write_plots(out, state["history"], report)
     report["artifacts"].update({"curves": "curves.png", "model_card": "README.md", "metrics": "metrics.jsonl", "recipe": "recipe.yaml"})
     out.write_text("README.md", model_card(report, recipe))

@@ -35,8 +35,9 @@ class Classifier:
         return self.run(texts, pairs, batch_size)[0]
 
     def run(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64,
-            embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits and, when asked and the backend can (PyTorch), mean-pooled last-layer embeddings; input order."""
+            embeddings: bool = False, layers: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and, when asked and the backend can (PyTorch), mean-pooled hidden states in input order:
+        (n, hidden) of the last layer, or (n, len(layers), hidden) of the given hidden_states indices."""
         tok = self._tok
         enc = tok(texts, pairs, truncation=True, max_length=self.max_length, verbose=False)
         lengths = np.array([len(x) for x in enc["input_ids"]])
@@ -60,9 +61,9 @@ class Classifier:
                 mask = np.zeros((len(idx), width), dtype=np.float32)
                 for r, j in enumerate(idx):
                     mask[r, : lengths[j]] = 1
-                logits, e = self._forward_with_embeddings(batch, mask)
+                logits, e = self._forward_with_embeddings(batch, mask, layers)
                 if emb is None:
-                    emb = np.zeros((len(texts), e.shape[1]), dtype=np.float32)
+                    emb = np.zeros((len(texts), *e.shape[1:]), dtype=np.float32)
                 emb[idx] = e
                 out[idx] = logits
             else:
@@ -77,15 +78,15 @@ class Classifier:
         with torch.inference_mode():
             return self._model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()
 
-    def _forward_with_embeddings(self, batch: dict, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_with_embeddings(self, batch: dict, mask: np.ndarray, layers: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         with torch.inference_mode():
             o = self._model(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_hidden_states=True)
-            h = o.hidden_states[-1].float()
             m = torch.from_numpy(mask).unsqueeze(-1)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
-            return o.logits.float().numpy(), pooled.numpy()
+            pooled = [(o.hidden_states[i].float() * m).sum(1) / m.sum(1).clamp(min=1) for i in (layers or [-1])]
+            out = torch.stack(pooled, 1) if layers else pooled[0]
+            return o.logits.float().numpy(), out.numpy()
 
     def predict_proba(self, texts, pairs=None, batch_size: int = 64, temperature: float | None = None) -> np.ndarray:
         return softmax(self.logits(texts, pairs, batch_size) / (temperature or self.temperature))
@@ -111,9 +112,9 @@ def model_dir_of(name: str) -> Path | None:
     p = Path(name)
     if not p.is_dir():
         return None
-    from .models import run_task
+    from .models import TRAINING_TASKS, run_task
 
-    if run_task(p) == "finetune":
+    if run_task(p) in TRAINING_TASKS:
         for sub in ("merged",):
             if (p / sub / "config.json").exists():
                 return p / sub

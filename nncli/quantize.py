@@ -154,7 +154,7 @@ def _row(name, backend, size, s, fp32, y, recipe: QuantizeRecipe, reference: boo
         reasons.append(f"accuracy drop {drop * 100:.2f} > {recipe.max_drop} pts")
     if recipe.max_flip_rate is not None and flip > recipe.max_flip_rate:
         reasons.append(f"flip rate {flip:.1%} > {recipe.max_flip_rate:.1%}")
-    if speedup <= 1.0:
+    if speedup <= 1.0 and recipe.require_speedup:
         reasons.append(f"not faster than fp32 ({speedup:.2f}x)")
     status = "reference" if reference else ("passes" if not reasons else "rejected: " + "; ".join(reasons))
     return {"candidate": name, "backend": backend, "size_mb": size, **_public(s), "accuracy_drop": drop, "flip_rate": flip,
@@ -174,9 +174,9 @@ def _data(recipe: QuantizeRecipe, run_dir: Path | None):
         texts, labels, source = s.texts, names, s.source
         calib = texts
     elif run_dir is not None:
-        from .recipe import load_recipe
+        from .recipe import load_run_recipe
 
-        ft = load_recipe("finetune", run_dir / "recipe.yaml")
+        ft = load_run_recipe(run_dir)
         d = load_labelled(ft.data, seed=ft.train.seed)
         texts, labels = d.validation.texts, [d.label_names[i] for i in d.validation.labels]
         source = f"{run_dir}/recipe.yaml validation split"

@@ -119,6 +119,33 @@ class FinetuneRecipe(Strict):
         return self
 
 
+class DistillSpec(Strict):
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-target KL term (1 - alpha: hard-label cross-entropy)")
+    temperature: float = Field(2.0, gt=0, description="softmax temperature for the soft targets")
+    hidden_weight: float = Field(0.0, ge=0, description="weight of the hidden-state MSE on matched layers (0 = off)")
+    transfer_data: str | None = Field(None, description="unlabelled texts the teacher labels for the student")
+    transfer_text_column: Union[str, list[str], None] = Field(None, description="default: data.text_column")
+    transfer_limit: int | None = Field(None, ge=1, description="use at most N transfer texts")
+    cache_dir: str | None = Field(None, description="teacher-output cache; default $NNCLI_CACHE_DIR or ~/.cache/nncli/distill")
+    control: bool = Field(True, description="also train the same student without the teacher, to measure the gain")
+    bench_seconds: float = Field(1.0, gt=0, description="time each teacher/student speed measurement at least this long")
+    keep_student_init: bool = Field(False, description="keep the student's initial weights (student_init/) after the run")
+
+
+class DistillRecipe(FinetuneRecipe):
+    command: Literal["distill"] = "distill"
+    method: Literal["lora", "full"] = Field("full", description="students are trained fully by default")
+    teacher: str | None = Field(None, description="the fine-tuned teacher: run directory, model directory or hub id")
+    student: str | None = Field("layers=3", description="layers=N (subset of the teacher's layers), hidden=H, both, or a model")
+    distill: DistillSpec = DistillSpec()
+
+    @model_validator(mode="after")
+    def _check_teacher(self):
+        if not self.teacher:
+            raise ValueError("teacher: required (a fine-tuned classifier: run directory or model directory); pass --teacher")
+        return self
+
+
 class EvalDataSpec(Strict):
     path: str | None = Field(None, description="evaluation data: a file or hub dataset id")
     config: str | None = None
@@ -220,6 +247,7 @@ class QuantizeRecipe(Strict):
     backend: Literal["auto", "torch", "onnxruntime"] = "auto"
     max_drop: float = Field(1.0, ge=0, description="largest acceptable accuracy loss, in percentage points")
     max_flip_rate: float | None = Field(None, ge=0, le=1, description="largest acceptable share of changed predictions")
+    require_speedup: bool = Field(True, description="refuse candidates that are not faster than fp32 (false: size is the goal)")
     output: str | None = Field(None, description="default: <run>/quantized")
     data: QuantDataSpec = QuantDataSpec()
     calibration_samples: int = Field(256, ge=8, description="texts for static calibration (from the training data)")
@@ -262,15 +290,65 @@ class DriftRecipe(Strict):
         return self
 
 
+class BenchRecipe(Strict):
+    command: Literal["bench"] = "bench"
+    name: str | None = None
+    models: list[str] = Field(default_factory=list, description="run directories, model directories or ONNX exports")
+    batch_sizes: list[int] = Field([1, 8, 32], min_length=1)
+    seq_lens: list[int] = Field([32, 128], min_length=1)
+    threads: int | None = Field(None, ge=1)
+    torch_int8: bool = False
+    min_seconds: float = Field(2.0, gt=0)
+    output: str | None = None
+    baseline: str | None = Field(None, description="an earlier bench report.json to compare with")
+    fail_if_slower: float | None = Field(None, gt=0, lt=1, description="with baseline: fail if throughput falls by more than this fraction")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.models:
+            raise ValueError("models: at least one model is required")
+        if min(self.batch_sizes) < 1 or min(self.seq_lens) < 1:
+            raise ValueError("batch_sizes and seq_lens must be positive integers")
+        return self
+
+
+class PipelineStep(Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", description="referred to by later steps as ${name.key}")
+    command: Literal["finetune", "distill", "evaluate", "quantize", "export", "bench", "drift"]
+    recipe: str | None = Field(None, description="a recipe file for this command (relative to the pipeline file)")
+    set: dict[str, Any] = Field(default_factory=dict, description="recipe keys for this step (nested or dotted), over the recipe file")
+    gates: GatesSpec = GatesSpec()
+
+
+class PipelineRecipe(Strict):
+    command: Literal["pipeline"] = "pipeline"
+    name: str | None = None
+    output: str | None = Field(None, description="pipeline directory; each step writes to <output>/<step name>; default runs/<name>")
+    steps: list[PipelineStep] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        names = [s.name for s in self.steps]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"steps: step names must be unique ({', '.join(dup)} repeated)")
+        return self
+
+
 SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe,
-                                    "quantize": QuantizeRecipe, "drift": DriftRecipe}
+                                    "quantize": QuantizeRecipe, "drift": DriftRecipe,
+                                    "distill": DistillRecipe, "bench": BenchRecipe, "pipeline": PipelineRecipe}
 
 # Keys in each schema whose values are paths that should be resolved relative to the recipe file.
 PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)],
              "evaluate": [("data", "path"), ("data", "validation"), ("models",), ("output",)],
              "export": [("model",), ("parity", "data"), ("output",)],
              "quantize": [("model",), ("data", "path"), ("output",)],
-             "drift": [("reference",), ("current",), ("model",), ("output",)]}
+             "drift": [("reference",), ("current",), ("model",), ("output",)],
+             "bench": [("models",), ("output",), ("baseline",)],
+             "pipeline": [("output",)],
+             "distill": [("data", "train"), ("data", "validation"), ("data", "test"), ("teacher",), ("output",),
+                         ("distill", "transfer_data"), ("distill", "cache_dir")]}
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -360,8 +438,9 @@ def load_recipe(command: str, path: str | Path | None = None, overrides: list[st
         _resolve_relative(raw, Path(path).resolve().parent, command)
         file_command = raw.get("command", command)
         if file_command != command:
+            runner = "run" if file_command == "pipeline" else file_command
             raise UsageError(f"{path}: this is a '{file_command}' recipe, not a '{command}' recipe",
-                             f"run it with: nncli {file_command} {path}")
+                             f"run it with: nncli {runner} {path}")
         if not raw.get("name"):
             raw["name"] = Path(path).stem
     for item in overrides or []:
@@ -371,6 +450,12 @@ def load_recipe(command: str, path: str | Path | None = None, overrides: list[st
         if value is not None:
             set_path(raw, dotted.split("."), value)
     return validate(schema, raw, source=str(path) if path else "recipe")
+
+
+def load_run_recipe(run_dir: str | Path) -> "FinetuneRecipe":
+    """The resolved recipe of a training run directory (finetune or distill: both carry data and train sections)."""
+    path = Path(run_dir) / "recipe.yaml"
+    return load_recipe("distill" if read_yaml(path).get("command") == "distill" else "finetune", path)
 
 
 def validate(schema: type[Strict], raw: dict, source: str = "recipe") -> Strict:

