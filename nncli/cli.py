@@ -690,6 +690,51 @@ def report_cmd(
     _execute(job, json_out, quiet, debug, render)
 
 
+# ---------------------------------------------------------------------------------------------- explain
+
+@app.command()
+def explain(
+    model: Annotated[str, typer.Argument(help="A run directory, model directory or hub id (PyTorch; classifier or causal LM).")],
+    text: Annotated[Optional[str], typer.Option("--text", help="One text to explain.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="A file of texts to explain (and aggregate).")] = None,
+    text_column: TextColOpt = None,
+    limit: Annotated[int, typer.Option(help="With --data: explain the first N texts.")] = 50,
+    method: Annotated[str, typer.Option("--method", help="ig, occlusion, attention, a comma-separated list, or all.")] = "all",
+    top_k: Annotated[int, typer.Option("--top-k", help="Words removed/kept for the faithfulness scores.")] = 3,
+    steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Explain predictions: word attributions (integrated gradients, occlusion, attention rollout) with measured faithfulness.
+
+    Examples:
+
+      nncli explain runs/quickstart/finetune --text "The battery died after two days"
+
+      nncli explain runs/quickstart/finetune --data recipes/data/reviews/test.csv --limit 100 -o runs/explain
+
+      nncli explain runs/quickstart/finetune --text "fine, I guess" --method ig,occlusion --json
+    """
+    def job():
+        from . import explain as xp
+
+        methods = list(xp.METHODS) if method.strip() == "all" else [m.strip() for m in method.split(",") if m.strip()]
+        if limit < 1 or top_k < 1 or steps < 2:
+            raise UsageError("--limit and --top-k must be at least 1, --steps at least 2", "e.g. --limit 50 --top-k 3 --steps 50")
+        return xp.run(model, text=text, data=data, text_column=_columns(text_column), limit=limit, methods=methods, output=output,
+                      overwrite=overwrite, top_k=top_k, steps=steps)
+
+    def render(r):
+        from .explain import render_terminal
+
+        render_terminal(r, _stdout())
+
+    _execute(job, json_out, quiet, debug, render)
+
+
 # ---------------------------------------------------------------------------------------------- drift
 
 @app.command()

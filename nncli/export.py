@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from . import console
-from .errors import GateFailed, InputError, UsageError
+from .errors import GateFailed, InputError, Interrupted, UsageError
 from .recipe import ExportRecipe, dump
-from .report import RunDir, Timer, base_report, environment, now
+from .report import RunDir, Timer, base_report, environment, now, sigterm_as_interrupt
 
 COPY_ALONG = ("calibration.json",)
 
@@ -46,6 +46,18 @@ def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
 
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with sigterm_as_interrupt():
+            return _export_and_check(recipe, source, task, texts, out, staging, report, timer)
+    except KeyboardInterrupt:
+        shutil.rmtree(staging, ignore_errors=True)
+        report.update(status="interrupted", exit_code=130, finished_at=now())
+        out.write_json("report.json", report)
+        raise Interrupted(f"export interrupted; nothing was exported to {out.path}", "run the same command again") from None
+
+
+def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str], out: RunDir, staging: Path, report: dict,
+                      timer: Timer) -> dict:
     t = Timer()
     try:
         if recipe.format == "onnx":

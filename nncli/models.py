@@ -100,6 +100,23 @@ def run_task(p: Path) -> str | None:
         return None
 
 
+def _check_links(p: Path) -> None:
+    """Refuse files that are links out of the model directory (a downloaded model could point at ~/.ssh/...).
+
+    The Hugging Face cache's own layout (snapshots/<rev>/file -> ../../blobs/<sha>) stays inside its models--* folder."""
+    root = p.resolve()
+    for anc in [p, *p.parents]:
+        if anc.name.startswith(("models--", "datasets--")):
+            root = anc.resolve()
+            break
+    for f in p.iterdir():
+        if f.is_symlink():
+            target = f.resolve()
+            if target != root and root not in target.parents:
+                raise InputError(f"model file {f} is a link to {target}, outside the model directory",
+                                 "copy the real file into the model directory; nncli does not follow links out of it")
+
+
 def check_model_dir(p: Path, allow_pickle: bool) -> None:
     if not (p / "config.json").exists():
         if (p / "adapter_config.json").exists():
@@ -110,6 +127,7 @@ def check_model_dir(p: Path, allow_pickle: bool) -> None:
         json.loads((p / "config.json").read_text(encoding="utf-8"))
     except (ValueError, OSError) as e:
         raise InputError(f"model directory {p}: config.json is not valid JSON ({e})", "restore the file from the original model")
+    _check_links(p)
     files = {f.name for f in p.iterdir()}
     has_safe = any(f in files for f in SAFE_WEIGHTS) or any(f.endswith(".safetensors") for f in files)
     has_pickle = any(f in files for f in PICKLE_WEIGHTS) or any(f.endswith(".bin") for f in files)

@@ -25,6 +25,14 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @model_validator(mode="after")
+    def _safe_name(self):
+        # names become directories (runs/<name>): a recipe must not be able to write outside them
+        name = getattr(self, "name", None) if "command" in type(self).model_fields else None   # recipes, not model specs
+        if isinstance(name, str) and ("/" in name or "\\" in name or name.strip(". ") == "" or "\0" in name):
+            raise ValueError(f"name: {name!r} must not contain path separators or be only dots (it names runs/<name>)")
+        return self
+
 
 class ModelSpec(Strict):
     name: str = Field(DEFAULT_MODEL, description="hub id or local model directory")

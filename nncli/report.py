@@ -7,6 +7,7 @@ interrupted until the very end).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -231,3 +232,23 @@ def evaluate_gates(gates: list[dict], values: dict[str, float]) -> list[dict]:
         passed = v is not None and (v >= g["threshold"] if g["op"] == ">=" else v <= g["threshold"])
         out.append({**g, "value": v, "passed": bool(passed)})
     return out
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Inside the block, SIGTERM raises KeyboardInterrupt like Ctrl-C does, so cleanup code runs for both."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -187,3 +187,66 @@ def test_disk_full_is_exit_4_and_leaves_no_torn_file(monkeypatch, tiny_bert, tin
 def test_debug_shows_the_traceback(tiny_bert, tiny_data, tmp_path, cli):
     code, _, stderr = cli(*_ft({"tiny_bert": tiny_bert, "tiny_data": tiny_data}, tmp_path, "--text-column", "txet", "--debug"))
     assert code == 2 and "Traceback" in stderr
+
+
+# ---------------------------------------------------------------------------------------------- untrusted files
+
+def test_yaml_cannot_construct_python_objects(tmp_path, cli):
+    marker = tmp_path / "pwned"
+    p = tmp_path / "evil.yaml"
+    p.write_text(f"data: !!python/object/apply:os.system ['touch {marker}']\n")
+    code, _, stderr = cli("finetune", str(p))
+    assert code == 2 and "evil.yaml" in stderr and "Traceback" not in stderr
+    assert not marker.exists()
+
+
+def test_recipe_name_cannot_escape_the_runs_directory(tiny_bert, tiny_data, tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = cli("finetune", "--model", str(tiny_bert), "--data", str(tiny_data["train"]), "name=../../escape")
+    assert code == 2 and "path separators" in stderr
+    assert not (tmp_path.parent / "escape").exists() and not (tmp_path / "runs").exists()
+
+
+def test_model_file_linking_outside_its_directory_is_refused(tiny_bert, tiny_data, tmp_path, cli):
+    import shutil
+
+    d = tmp_path / "model"
+    shutil.copytree(tiny_bert, d)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not read")
+    (d / "vocab.txt").unlink()
+    (d / "vocab.txt").symlink_to(secret)
+    code, _, stderr = cli(*_ft({"tiny_bert": d, "tiny_data": tiny_data}, tmp_path))
+    assert code == 3 and "outside the model directory" in stderr and "vocab.txt" in stderr
+
+
+def test_hf_cache_layout_links_are_allowed(tiny_bert, tmp_path):
+    import shutil
+
+    from nncli.models import check_model_dir
+
+    repo = tmp_path / "models--org--tiny"
+    blobs, snap = repo / "blobs", repo / "snapshots" / "abc123"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for f in tiny_bert.iterdir():
+        shutil.copy2(f, blobs / f.name)
+        (snap / f.name).symlink_to(Path("../..") / "blobs" / f.name)
+    check_model_dir(snap, allow_pickle=False)   # no exception
+
+
+def test_remote_code_is_not_run_without_opt_in(tiny_bert, tiny_data, tmp_path, cli):
+    import shutil
+
+    d = tmp_path / "custom"
+    shutil.copytree(tiny_bert, d)
+    marker = tmp_path / "code-ran"
+    (d / "configuration_evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n"
+                                             "from transformers import BertConfig\nclass EvilConfig(BertConfig):\n"
+                                             "    model_type = 'evil'\n")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(model_type="evil", auto_map={"AutoConfig": "configuration_evil.EvilConfig"})
+    (d / "config.json").write_text(json.dumps(cfg))
+    code, _, stderr = cli(*_ft({"tiny_bert": d, "tiny_data": tiny_data}, tmp_path))
+    assert code == 3 and "trust_remote_code" in stderr and "Traceback" not in stderr
+    assert not marker.exists()

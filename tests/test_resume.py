@@ -98,3 +98,22 @@ def test_distill_interrupt_then_resume_matches_uninterrupted(trained_run, tiny_d
     resumed = json.loads(stdout)
     assert resumed["metrics"] == expected["metrics"]
     assert resumed["distill"]["cache_reused"] is True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_export_interrupted_leaves_nothing_that_looks_exported(sig, trained_run, tmp_path):
+    out = tmp_path / "onnx"
+    proc = _start(["export", trained_run, "--output", out])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "report.json").exists():
+        time.sleep(0.02)
+    time.sleep(0.3)   # inside the ONNX export
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the export finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["exit_code"] == 130
+    assert not (out / "model.onnx").exists() and not (out / ".staging").exists()
