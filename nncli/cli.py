@@ -171,6 +171,10 @@ def finetune(
     epochs: Annotated[Optional[float], typer.Option(help="Training epochs (early stopping may end sooner).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     method: Annotated[Optional[str], typer.Option(help="lora or full.")] = None,
+    task: Annotated[Optional[str], typer.Option(help="sequence-classification (default) or causal-lm.")] = None,
+    prompt_column: Annotated[Optional[str], typer.Option(help="causal-lm: prompt column (with --completion-column).")] = None,
+    completion_column: Annotated[Optional[str], typer.Option(help="causal-lm: completion column (loss on completions only).")] = None,
+    messages_column: Annotated[Optional[str], typer.Option(help="causal-lm: chat column, a list of {role, content}.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Truncate texts to this many tokens.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same metrics on CPU).")] = None,
@@ -192,6 +196,8 @@ def finetune(
       nncli finetune --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv --text-column review --label-column stars -o runs/stars
 
       nncli finetune my.yaml train.lr=1e-3 train.epochs=5 --min test.macro_f1=0.6 --json
+
+      nncli finetune --task causal-lm --model Qwen/Qwen2.5-0.5B --data chats.jsonl --messages-column messages -o runs/chat
     """
     def job():
         from . import finetune as ft
@@ -204,7 +210,8 @@ def finetune(
                  "data.text_column": _columns(text_column),
                  "data.text_pair_column": text_pair_column, "data.label_column": label_column, "output": output,
                  "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
-                 "data.max_length": max_length, "train.seed": seed}
+                 "data.max_length": max_length, "train.seed": seed, "task": task, "data.prompt_column": prompt_column,
+                 "data.completion_column": completion_column, "data.messages_column": messages_column}
         recipe = load_recipe("finetune", path, overrides, flags)
         gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
                             {**recipe.gates.max, **parse_gate_flags(max_, "max")})
@@ -217,6 +224,22 @@ def _render_finetune(report: dict) -> None:
     from rich.table import Table
 
     out = _stdout()
+    if report.get("finetune_task") == "causal-lm" or (report.get("status") == "dry-run" and "estimate" not in report):
+        if report.get("status") == "dry-run":
+            out.print("pre-flight passed: " + "; ".join(f"{k} {v['examples']} examples ({v['truncated']} truncated)"
+                                                       for k, v in report["data"].items()), markup=False)
+            return
+        t = Table(title=f"{report.get('name') or 'run'}: {report['status']} (causal LM)")
+        for col in ("split", "loss", "perplexity"):
+            t.add_column(col)
+        for split, m in report.get("metrics", {}).items():
+            t.add_row(split, f"{m['loss']:.4f}", f"{m['perplexity']:.3f}")
+        out.print(t)
+        for smp in report.get("samples", [])[:3]:
+            out.print(f"sample: {smp['prompt'][-80:]!r} -> {smp['generated'][:120]!r}", markup=False)
+        for g in report.get("gates", []):
+            out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}")
+        return
     if report.get("status") == "dry-run":
         out.print(f"pre-flight passed: {len(report['warnings'])} warning(s); estimate "
                   f"{report['estimate']['peak_memory_gb']} GB peak, ~{report['estimate']['seconds_per_epoch']:.0f}s per epoch")
@@ -735,6 +758,59 @@ def explain(
     _execute(job, json_out, quiet, debug, render)
 
 
+# ---------------------------------------------------------------------------------------------- generate
+
+@app.command()
+def generate(
+    model: Annotated[str, typer.Argument(help="A causal-LM run directory, its merged/ folder, a model directory or hub id.")],
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="A prompt (repeatable).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="A file of prompts.")] = None,
+    prompt_column: Annotated[str, typer.Option(help="With --data: the prompt column.")] = "prompt",
+    limit: Annotated[int, typer.Option(help="With --data: the first N prompts.")] = 20,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 64,
+    temperature: Annotated[float, typer.Option(help="0 = greedy; > 0 samples.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling (with --temperature).")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = 0,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    chat: Annotated[bool, typer.Option("--chat", help="Wrap each prompt as a user message in the chat template.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Generate text from a causal LM, for a quick look at what a fine-tune produces.
+
+    Examples:
+
+      nncli generate runs/chat --prompt "Summarise: the kettle broke after a week" --chat
+
+      nncli generate runs/domain --data prompts.csv --prompt-column question --temperature 0.7 --top-p 0.9 --json
+    """
+    def job():
+        from . import lm
+
+        if bool(prompt) == bool(data):
+            raise UsageError("generate needs --prompt or --data (one of them)", 'e.g. --prompt "Once upon a time"')
+        if max_new_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
+            raise UsageError("--max-new-tokens must be >= 1, --temperature >= 0, --top-p in (0, 1]", "e.g. --temperature 0.7 --top-p 0.9")
+        prompts = list(prompt or [])
+        if data:
+            from .data import read_texts
+
+            s, _, _ = read_texts(data, prompt_column, role="prompts", clean=False)
+            prompts = s.texts[:limit]
+        return lm.generate_command(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                   seed=seed, chat=chat)
+
+    def render(r):
+        out = _stdout()
+        for g in r["generations"]:
+            out.print(f"[bold]{g['prompt']}[/]", highlight=False)
+            out.print(g["generated"], markup=False, highlight=False)
+            out.print("")
+
+    _execute(job, json_out, quiet, debug, render)
+
+
 # ---------------------------------------------------------------------------------------------- drift
 
 @app.command()
@@ -886,6 +962,13 @@ def validate(
             from .distill import preflight_recipe
 
             recipe = preflight_recipe(recipe)
+        if recipe.task == "causal-lm":
+            from . import lm
+
+            r = lm.run(recipe, dry_run=True)
+            lines = [f"{k}: {v['examples']} examples, {v['target_tokens']} target tokens, {v['truncated']} truncated"
+                     for k, v in r["data"].items()]
+            return {"status": "ok", "exit_code": 0, "warnings": [], "data": r["data"], "summary": "\n".join(lines)}
         pf = preflight.run(recipe)
         for w in pf.warnings:
             console.warn(w)

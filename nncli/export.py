@@ -122,7 +122,15 @@ def _parity_texts(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list
         from .recipe import load_run_recipe
 
         ft = load_run_recipe(run_dir)
-        texts = load_labelled(ft.data, seed=ft.train.seed).validation.texts
+        if getattr(ft, "task", None) == "causal-lm":
+            from .lm import load_examples
+            from .models import load_tokenizer
+
+            tok = load_tokenizer(str(run_dir / "merged"))
+            val = load_examples(ft, tok)["validation"]
+            texts = [tok.decode(ids, skip_special_tokens=True) for ids in val.input_ids]
+        else:
+            texts = load_labelled(ft.data, seed=ft.train.seed).validation.texts
     else:
         raise UsageError("export needs texts for the parity check: the model is not a run directory",
                          "pass --data FILE (real inputs, e.g. your validation data) and --text-column")

@@ -34,6 +34,12 @@ def known_metrics(has_test: bool) -> list[str]:
 def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
         gates: list[dict] | None = None, hooks=None) -> dict:
     """Fine-tune; `hooks` (distill.DistillHooks) changes the loss, adds teacher-labelled rows and a projection."""
+    if recipe.task == "causal-lm":
+        if hooks is not None:
+            raise UsageError("distillation of causal LMs is not supported", "distil a sequence classifier")
+        from . import lm
+
+        return lm.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run, gates=gates)
     timer = Timer()
     gates = gates or []
     out = RunDir(recipe.output or f"runs/{recipe.name or 'finetune'}")

@@ -57,6 +57,13 @@ class DataSpec(Strict):
     clean_text: bool = Field(True, description="unescape HTML entities, strip wrapping quotes, fold whitespace")
     max_train_samples: int | None = Field(None, ge=1, description="use a seeded random subset of N training rows")
     encoding: str = Field("utf-8", description="text encoding of local files (e.g. latin-1, cp1252)")
+    # causal-lm only
+    prompt_column: str | None = Field(None, description="causal-lm: prompt column (with completion_column)")
+    completion_column: str | None = Field(None, description="causal-lm: completion column; loss on completions only")
+    messages_column: str | None = Field(None, description="causal-lm: chat conversations, a list of {role, content}")
+    chat_template: str | None = Field(None, description="causal-lm: Jinja chat template when the tokenizer has none")
+    packing: bool = Field(False, description="causal-lm: pack short examples into full max_length sequences")
+    train_on_prompt: bool = Field(False, description="causal-lm: also compute the loss on prompt/user tokens")
 
 
 class LoraSpec(Strict):
@@ -109,7 +116,7 @@ class GatesSpec(Strict):
 
 class FinetuneRecipe(Strict):
     command: Literal["finetune"] = "finetune"
-    task: Literal["sequence-classification"] = "sequence-classification"
+    task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
     name: str | None = Field(None, description="run name; default: the recipe file's name")
     output: str | None = Field(None, description="run directory; default runs/<name>")
     model: ModelSpec = ModelSpec()
