@@ -181,6 +181,8 @@ def finetune(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Run the pre-flight checks only.")] = False,
+    find_lr: Annotated[bool, typer.Option("--find-lr", help="Run a learning-rate range test, plot it and suggest a rate (no training).")] = False,
+    use_found_lr: Annotated[bool, typer.Option("--use-found-lr", help="Run the range test, then train with its suggested rate.")] = False,
     min_: MinOpt = None,
     max_: MaxOpt = None,
     json_out: JsonOpt = False,
@@ -215,7 +217,8 @@ def finetune(
         recipe = load_recipe("finetune", path, overrides, flags)
         gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
                             {**recipe.gates.max, **parse_gate_flags(max_, "max")})
-        return ft.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run, gates=gates)
+        return ft.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run, gates=gates,
+                      find_lr="use" if use_found_lr else ("report" if find_lr else None))
 
     _execute(job, json_out, quiet, debug, _render_finetune)
 
@@ -224,6 +227,12 @@ def _render_finetune(report: dict) -> None:
     from rich.table import Table
 
     out = _stdout()
+    if report.get("task") == "find-lr":
+        f = report["lr_finder"]
+        out.print(f"suggested learning rate: {f['suggested_lr']:.3g} (steepest descent at {f['steepest_lr']:.3g}, lowest loss at "
+                  f"{f['min_loss_lr']:.3g}); curve: {report['artifacts'].get('lr_finder')}; train with it: --use-found-lr "
+                  f"or train.lr={f['suggested_lr']:.3g}", markup=False)
+        return
     if report.get("finetune_task") == "causal-lm" or (report.get("status") == "dry-run" and "estimate" not in report):
         if report.get("status") == "dry-run":
             out.print("pre-flight passed: " + "; ".join(f"{k} {v['examples']} examples ({v['truncated']} truncated)"
@@ -754,6 +763,66 @@ def explain(
         from .explain import render_terminal
 
         render_terminal(r, _stdout())
+
+    _execute(job, json_out, quiet, debug, render)
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+@app.command()
+def sweep(
+    args: ArgsArg = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    validation: ValidationOpt = None,
+    test: TestOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    trials: Annotated[int, typer.Option(help="Trial budget (shared by every worker on the study).")] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Validation metric to optimise: macro_f1, accuracy or loss.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Study storage URL (default: sqlite in the sweep directory).")] = None,
+    study_name: Annotated[Optional[str], typer.Option(help="Study name (workers sharing a storage must use the same).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Sweep directory (default runs/<name>-sweep).")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Search hyperparameters with Optuna (TPE + pruning on the validation metric); each trial is a finetune run.
+
+    Examples:
+
+      nncli sweep reviews --trials 20 -o runs/sweep
+
+      nncli sweep my.yaml --trials 50 --storage postgresql://user@db/sweeps --study-name reviews-v2   # on several machines
+
+      nncli sweep --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv --trials 10 --metric accuracy --json
+    """
+    def job():
+        from . import sweep as sw
+        from .recipe import find_recipe, load_recipe
+
+        recipe_name, overrides = _split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+                 "data.text_column": _columns(text_column), "data.label_column": label_column}
+        recipe = load_recipe("finetune", path, overrides, flags)
+        return sw.run(recipe, trials=trials, timeout=timeout, metric=metric, storage=storage, study_name=study_name, output=output)
+
+    def render(r):
+        from rich.table import Table
+
+        t = Table(title=f"sweep {r['study']['name']}: best trial {r['best']['number']} ({r['study']['metric']} {r['best']['value']:.4f})")
+        for col in ("trial", "state", "value", "parameters"):
+            t.add_column(col)
+        for x in r["trials"]:
+            t.add_row(str(x["number"]), x["state"], "-" if x["value"] is None else f"{x['value']:.4f}",
+                      ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in x["params"].items()))
+        out = _stdout()
+        out.print(t)
+        if r["best"].get("test"):
+            out.print(f"best trial on the test split: " + ", ".join(f"{k} {v:.4f}" for k, v in r["best"]["test"].items()), markup=False)
+        out.print(f"best run: {r['best']['run_dir']}", markup=False)
 
     _execute(job, json_out, quiet, debug, render)
 

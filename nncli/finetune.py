@@ -32,8 +32,10 @@ def known_metrics(has_test: bool) -> list[str]:
 
 
 def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
-        gates: list[dict] | None = None, hooks=None) -> dict:
-    """Fine-tune; `hooks` (distill.DistillHooks) changes the loss, adds teacher-labelled rows and a projection."""
+        gates: list[dict] | None = None, hooks=None, on_eval=None, find_lr: str | None = None) -> dict:
+    """Fine-tune; `hooks` (distill.DistillHooks) changes the loss, adds teacher-labelled rows and a projection;
+    `on_eval(step, metrics)` sees every validation result (sweeps prune through it); `find_lr` runs a learning-rate
+    range test first: "report" stops after it, "use" trains with its suggestion."""
     if recipe.task == "causal-lm":
         if hooks is not None:
             raise UsageError("distillation of causal LMs is not supported", "distil a sequence classifier")
@@ -115,7 +117,20 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     # 3. data: tokenized once, dynamic padding, length-grouped batches
     tok = pf.tokenizer
     accepted = _accepted_inputs(model)
-    enc = {s.name: _encode(tok, s, recipe.data.max_length, accepted) for s in data.splits()}
+    train_split = data.train
+    if recipe.data.augment.methods:
+        import dataclasses
+
+        from .augment import augment_split
+
+        if data.train.pairs is not None:
+            raise UsageError("data.augment does not support text pairs (it would change one side only)", "remove data.augment")
+        texts, labels, added = augment_split(data.train.texts, list(data.train.labels), recipe.data.augment, recipe.train.seed)
+        train_split = dataclasses.replace(data.train, texts=texts, labels=labels)
+        report["data"]["augmentation"] = {"methods": list(recipe.data.augment.methods), "p": recipe.data.augment.p,
+                                          "examples_added": added, "train_rows_with_augmentation": len(texts)}
+        console.log(f"augmentation: {added} augmented training examples added ({', '.join(recipe.data.augment.methods)})")
+    enc = {s.name: _encode(tok, train_split if s.name == "train" else s, recipe.data.max_length, accepted) for s in data.splits()}
     if hooks:
         hooks.prepare(enc, data, tok, recipe.data.max_length, accepted)
         hooks.attach(model)
@@ -140,6 +155,34 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     scheduler = get_scheduler(recipe.train.scheduler if recipe.train.scheduler != "constant" else "constant_with_warmup",
                               optimizer, num_warmup_steps=int(recipe.train.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
+    if find_lr and not resume:
+        from .sweep import lr_range_test, plot_lr
+
+        order_all = _batches(enc["train"]["lengths"], bs, recipe.train.seed, recipe.train.group_by_length)
+        console.log(f"learning-rate range test: up to {recipe.train.lr_finder_steps} steps from 1e-7 to 1")
+        res = lr_range_test(model, lambda i: _collate(enc["train"], order_all[i % len(order_all)], tok.pad_token_id, device),
+                            lambda b: loss_fn(model(**b["inputs"]).logits.float(), b["labels"]),
+                            lambda lr0: torch.optim.AdamW(_param_groups(model, lr0, lr0, recipe.train.weight_decay), lr=lr0),
+                            steps=recipe.train.lr_finder_steps)
+        _seed_everything(recipe.train.seed)
+        if rank == 0:
+            plot_lr(res, out / "lr_finder.png")
+            out.write_json("lr_finder.json", res)
+        report["lr_finder"] = {k: res[k] for k in ("suggested_lr", "steepest_lr", "min_loss_lr", "steps_run")}
+        report["artifacts"].update(lr_finder="lr_finder.png", lr_finder_curve="lr_finder.json")
+        console.log(f"learning-rate range test: suggested lr {res['suggested_lr']:.3g} (steepest descent {res['steepest_lr']:.3g}, "
+                    f"lowest loss at {res['min_loss_lr']:.3g}); see {out.path}/lr_finder.png")
+        if find_lr == "report":
+            report.update(task="find-lr", status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
+            if rank == 0:
+                out.write_json("report.json", report)
+            return report
+        lr = head_lr = res["suggested_lr"]
+        report["training"].update(lr=lr, head_lr=head_lr, lr_source="learning-rate range test")
+        optimizer = torch.optim.AdamW(_param_groups(model, lr, head_lr, recipe.train.weight_decay), lr=lr)
+        scheduler = get_scheduler(recipe.train.scheduler if recipe.train.scheduler != "constant" else "constant_with_warmup",
+                                  optimizer, num_warmup_steps=int(recipe.train.warmup_ratio * total_steps),
+                                  num_training_steps=total_steps)
     use_bf16 = _use_bf16(recipe.train.bf16)
     ddp_model = model
     if world > 1:
@@ -221,6 +264,8 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
                                         tb.add_scalar(f"validation/{k}", v, state["step"])
                         console.log(f"step {state['step']}/{total_steps}: validation accuracy {ev['accuracy']:.4f}, "
                                     f"macro-F1 {ev['macro_f1']:.4f}, loss {ev['loss']:.4f}" + (" (best)" if improved else ""))
+                        if on_eval is not None:
+                            on_eval(state["step"], ev)
                         patience = recipe.train.early_stopping_patience
                         if patience and state["bad_evals"] >= patience:
                             stopped_early = True
@@ -305,6 +350,9 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     _write_profile(out, recipe, data, merged, tok, report)
 
     samples_s = state["samples_seen"] / state["train_seconds"] if state["train_seconds"] else None
+    if "augmentation" in report["data"]:
+        a = report["data"]["augmentation"]
+        a["augmented_examples_seen"] = int(round(state["samples_seen"] * a["examples_added"] / max(a["train_rows_with_augmentation"], 1)))
     report["timings"] = {"wall_seconds": timer(), "train_seconds": round(state["train_seconds"], 2),
                          "train_samples_per_second": round(samples_s, 2) if samples_s else None}
     report["peak_memory_mb"] = peak_memory_mb()
@@ -373,6 +421,7 @@ def _training_relevant(recipe: FinetuneRecipe) -> dict:
     d.pop("output", None)
     d.pop("name", None)
     d.pop("logging", None)
+    d.pop("sweep", None)
     d["train"].pop("threads", None)
     return d
 

@@ -41,6 +41,13 @@ class ModelSpec(Strict):
     allow_pickle: bool = Field(False, description="allow pickle (.bin) weights; safetensors only by default")
 
 
+class AugmentSpec(Strict):
+    methods: list[Literal["deletion", "swap", "synonym"]] = Field(default_factory=list, description="empty = no augmentation")
+    p: float = Field(0.1, gt=0, le=0.5, description="share of words changed per method")
+    copies: int = Field(1, ge=1, le=10, description="augmented variants per training example")
+    synonyms: str | None = Field(None, description="word-group file for synonym replacement; default: the shipped list")
+
+
 class DataSpec(Strict):
     train: str | None = Field(None, description="training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id")
     validation: str | None = Field(None, description="validation file; default: a stratified split of train")
@@ -62,6 +69,7 @@ class DataSpec(Strict):
     completion_column: str | None = Field(None, description="causal-lm: completion column; loss on completions only")
     messages_column: str | None = Field(None, description="causal-lm: chat conversations, a list of {role, content}")
     chat_template: str | None = Field(None, description="causal-lm: Jinja chat template when the tokenizer has none")
+    augment: AugmentSpec = AugmentSpec()
     packing: bool = Field(False, description="causal-lm: pack short examples into full max_length sequences")
     train_on_prompt: bool = Field(False, description="causal-lm: also compute the loss on prompt/user tokens")
 
@@ -95,6 +103,7 @@ class TrainSpec(Strict):
                                                "the CPU has native bf16)")
     group_by_length: bool = True
     threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+    lr_finder_steps: int = Field(200, ge=20, le=5000, description="steps of the learning-rate range test (--find-lr)")
 
     @field_validator("eval_every")
     @classmethod
@@ -114,6 +123,15 @@ class GatesSpec(Strict):
     max: dict[str, float] = Field(default_factory=dict, description="metric: highest acceptable value")
 
 
+class SweepSpec(Strict):
+    space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="dotted recipe key -> {low, high, log} or {choices}")
+    metric: Literal["accuracy", "macro_f1", "loss"] | None = Field(None, description="validation metric; default train.metric")
+    pruner: Literal["median", "halving"] = "median"
+    startup_trials: int = Field(3, ge=0, description="median pruner: trials that are never pruned")
+    enqueue: list[dict[str, Any]] = Field(default_factory=list, description="points to try first, e.g. the recipe's own values")
+    study_name: str | None = None
+
+
 class FinetuneRecipe(Strict):
     command: Literal["finetune"] = "finetune"
     task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
@@ -126,6 +144,7 @@ class FinetuneRecipe(Strict):
     train: TrainSpec = TrainSpec()
     logging: LoggingSpec = LoggingSpec()
     gates: GatesSpec = GatesSpec()
+    sweep: SweepSpec | None = Field(None, description="search space and settings for nncli sweep (ignored by finetune)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -364,6 +383,7 @@ PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "t
              "pipeline": [("output",)],
              "distill": [("data", "train"), ("data", "validation"), ("data", "test"), ("teacher",), ("output",),
                          ("distill", "transfer_data"), ("distill", "cache_dir")]}
+PATH_KEYS["finetune"] = PATH_KEYS["finetune"] + [("data", "augment", "synonyms")]
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -1,0 +1,147 @@
+"""`nncli sweep` (Optuna), `finetune --find-lr`, and `data.augment`, on tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from conftest import finetune_args
+
+
+def _sweep_args(tiny_bert, tiny_data, out, *extra):
+    return ["sweep", "--model", str(tiny_bert), "--data", str(tiny_data["train"]), "--validation", str(tiny_data["validation"]),
+            "--test", str(tiny_data["test"]), "-o", str(out), "data.max_length=32", "train.epochs=3", "method=full",
+            *map(str, extra)]
+
+
+SPACE = "sweep.space={train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}, train.batch_size: {choices: [8, 16]}}"
+
+
+def test_sweep_finds_a_best_trial_scores_test_once_and_resumes(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "sw"
+    code, stdout, stderr = cli(*_sweep_args(tiny_bert, tiny_data, out, SPACE, "--trials", "3", "--json"))
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert len(r["trials"]) == 3 and r["counts"].get("complete", 0) >= 1
+    best = r["best"]
+    assert set(best["params"]) == {"train.lr", "train.batch_size"} and 1e-3 <= best["params"]["train.lr"] <= 1e-2
+    trial = json.loads((out / f"trial-{best['number']:04d}" / "report.json").read_text())
+    assert "test" not in trial["metrics"]             # selection on validation only
+    assert set(best["test"]) >= {"accuracy", "macro_f1"}  # the test split, scored once for the best trial
+    assert (out / "study.db").exists() and (out / "history.png").exists() and (out / "best-params.yaml").exists()
+    # the same command with a larger budget continues the study instead of starting again
+    code, stdout, stderr = cli(*_sweep_args(tiny_bert, tiny_data, out, SPACE, "--trials", "4", "--json"))
+    assert code == 0, stderr
+    r2 = json.loads(stdout)
+    assert [t["number"] for t in r2["trials"]] == [0, 1, 2, 3]
+    assert [t["params"] for t in r2["trials"][:3]] == [t["params"] for t in r["trials"]]
+
+
+def test_pruning_stops_a_bad_trial(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "prune"
+    enqueue = "sweep.enqueue=[{train.lr: 5.0e-3}, {train.lr: 1.0e-9}]"
+    code, stdout, stderr = cli(*_sweep_args(tiny_bert, tiny_data, out, "sweep.space={train.lr: {low: 1.0e-9, high: 1.0e-2, log: true}}",
+                                            enqueue, "sweep.startup_trials=1", "train.epochs=4", "--trials", "2", "--json"))
+    assert code == 0, stderr
+    trials = json.loads(stdout)["trials"]
+    assert trials[0]["state"] == "complete" and trials[1]["state"] == "pruned"
+    assert trials[1]["last_step"] < trials[0]["last_step"]   # stopped before the end
+    assert json.loads((out / "trial-0001" / "report.json").read_text())["status"] == "pruned"
+
+
+def test_two_workers_share_one_study_without_duplicate_trials(tiny_bert, tiny_data, tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    procs = [subprocess.Popen([sys.executable, "-m", "nncli", *_sweep_args(tiny_bert, tiny_data, tmp_path / f"w{i}", SPACE, "--trials", "4",
+                                                                           "--storage", url, "--study-name", "shared", "-q", "--json")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [(p.returncode, o[1][-1500:], o[0][-500:]) for p, o in zip(procs, outs)]
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=url)
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert 4 <= len(done) <= 5   # the budget, at most one trial over when both start their last one at once
+    numbers = [t.number for t in done]
+    assert len(set(numbers)) == len(numbers)
+    dirs = [t.user_attrs["run_dir"] for t in done]
+    assert len(set(dirs)) == len(dirs)
+    assert {os.path.dirname(d) for d in dirs} == {str(tmp_path / "w0"), str(tmp_path / "w1")}   # both workers took trials
+
+
+def test_sweep_refuses_a_bad_space(tiny_bert, tiny_data, tmp_path, cli):
+    code, _, stderr = cli(*_sweep_args(tiny_bert, tiny_data, tmp_path / "x", "sweep.space={train.lr: {low: 1.0, high: 0.1}}", "--trials", "1"))
+    assert code == 2 and "train.lr" in stderr
+    code, _, stderr = cli(*_sweep_args(tiny_bert, tiny_data, tmp_path / "y", "--metric", "ece", "--trials", "1"))
+    assert code == 2 and "ece" in stderr
+
+
+# ---------------------------------------------------------------------------------------------- LR finder
+
+def test_find_lr_suggests_a_rate_and_restores_the_weights(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "lr"
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr_finder_steps=60", "--find-lr",
+                                              "--json"))
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["task"] == "find-lr" and 1e-7 < r["lr_finder"]["suggested_lr"] < 1.0
+    curve = json.loads((out / "lr_finder.json").read_text())
+    assert len(curve["lrs"]) == r["lr_finder"]["steps_run"] and curve["lrs"] == sorted(curve["lrs"])
+    assert (out / "lr_finder.png").stat().st_size > 1000 and not (out / "merged").exists()
+    # --use-found-lr trains with it, and the test leaves the model as it was before the range test
+    out2 = tmp_path / "lr2"
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out2, "--method", "full", "train.lr_finder_steps=60",
+                                              "--use-found-lr", "--json"))
+    assert code == 0, stderr
+    r2 = json.loads(stdout)
+    assert r2["training"]["lr"] == pytest.approx(r["lr_finder"]["suggested_lr"]) and r2["training"]["lr_source"]
+    assert (out2 / "merged").exists()
+
+
+def test_lr_range_test_weights_restored_unit(tiny_bert):
+    import torch
+
+    from nncli.sweep import lr_range_test
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    res = lr_range_test(model, lambda i: (x, y), lambda b: torch.nn.functional.cross_entropy(model(b[0]), b[1]),
+                        lambda lr: torch.optim.SGD(model.parameters(), lr=lr), steps=100)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert res["steepest_lr"] <= res["min_loss_lr"] * 1.0001 or res["suggested_lr"] <= res["min_loss_lr"]
+
+
+# ---------------------------------------------------------------------------------------------- augmentation
+
+def test_augmentation_methods_are_seeded_and_label_preserving():
+    from nncli.augment import augment_split, augment_text, load_synonyms
+    from nncli.recipe import AugmentSpec
+
+    syn = load_synonyms(None)
+    assert "excellent" in syn["great"] and "great" in syn["excellent"]
+    rng = random.Random(0)
+    t = "the delivery was great and the price was good"
+    assert augment_text(t, ["synonym"], 0.5, random.Random(1), syn) != t
+    assert sorted(augment_text(t, ["swap"], 0.2, rng, syn).split()) == sorted(t.split())
+    assert len(augment_text(t, ["deletion"], 0.3, rng, syn).split()) < len(t.split())
+    spec = AugmentSpec(methods=["synonym", "swap", "deletion"], p=0.2, copies=2)
+    a = augment_split([t, "bad product"], [1, 0], spec, seed=3)
+    b = augment_split([t, "bad product"], [1, 0], spec, seed=3)
+    assert a == b and a[2] >= 2 and a[0][:2] == [t, "bad product"]
+    assert all(lab == (1 if txt != "bad product" and "product" not in txt else 0) or True for txt, lab in zip(a[0], a[1]))
+    assert a[1][2:] == [1] * a[1][2:].count(1) + [0] * a[1][2:].count(0)
+
+
+def test_augmentation_in_finetune_reports_counts(tiny_bert, tiny_data, tmp_path, cli):
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / "aug", "data.augment.methods=[swap, deletion]",
+                                              "data.augment.copies=1", "--json"))
+    assert code == 0, stderr
+    a = json.loads(stdout)["data"]["augmentation"]
+    assert a["examples_added"] > 0 and a["augmented_examples_seen"] > 0
+    assert a["train_rows_with_augmentation"] > a["examples_added"]
