@@ -88,6 +88,34 @@ def distill() -> str:
     return "\n".join(lines)
 
 
+def tuning() -> str:
+    f = R / "tuning.json"
+    if not f.exists():
+        return "(no results/tuning.json yet)"
+    d = json.loads(f.read_text())
+    st = d["settings"]
+    lines = [f"| setting ({st['rows']} SST-2 train rows, LoRA) | SST-2 dev accuracy | macro-F1 | notes |", "|---|---|---|---|"]
+    lines.append(f"| default recipe (lr {d['default']['lr']:g}) | {d['default']['test']['accuracy']:.4f} | {d['default']['test']['macro_f1']:.4f} | |")
+    sw = d["sweep"]
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sw["best_params"].items())
+    if sw.get("test"):
+        lines.append(f"| `nncli sweep` best of {st['trials']} trials | {sw['test']['accuracy']:.4f} | {sw['test']['macro_f1']:.4f} | "
+                     f"{params}; trials {sw['counts']}; {sw['seconds']:.0f} s |")
+    lf = d["lr_finder"]
+    lines.append(f"| `--use-found-lr` (suggested {lf['suggested_lr']:.3g}) | {lf['test']['accuracy']:.4f} | {lf['test']['macro_f1']:.4f} | |")
+    a = d["augmentation"]
+    lines += ["", f"| {st['aug_rows']} train rows, {st['seeds']} seeds | median dev accuracy | median macro-F1 | per seed (accuracy) |",
+              "|---|---|---|---|"]
+    for name in ("none", "augment"):
+        x = a[name]
+        per = ", ".join(f"{r['test']['accuracy']:.3f}" for r in x["runs"])
+        label = "no augmentation" if name == "none" else "synonym + swap + deletion, 2 copies"
+        lines.append(f"| {label} | {x['median_accuracy']:.4f} | {x['median_macro_f1']:.4f} | {per} |")
+    lines.append(f"\n- run {d['when']}; `python benchmarks/tuning_bench.py --rows {st['rows']} --trials {st['trials']} "
+                 f"--aug-rows {st['aug_rows']} --seeds {st['seeds']}`")
+    return "\n".join(lines)
+
+
 def evaluate() -> str:
     f = R / "evaluate.json"
     if not f.exists():
@@ -103,7 +131,7 @@ def write(readme: Path = Path(__file__).resolve().parent / "README.md") -> None:
     import re
 
     text = readme.read_text()
-    for key, fn in (("deploy", deploy), ("evaluate", evaluate), ("distill", distill)):
+    for key, fn in (("deploy", deploy), ("evaluate", evaluate), ("distill", distill), ("tuning", tuning)):
         start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
         if start not in text or end not in text:
             raise SystemExit(f"{readme}: markers {start} / {end} missing")

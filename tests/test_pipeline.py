@@ -132,3 +132,31 @@ def test_a_typo_in_a_later_step_is_refused_before_the_first_runs(tmp_path, cli):
     code, _, stderr = cli("run", str(p))
     assert code == 2 and "max_dorp" in stderr and "did you mean" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_pipeline_with_a_distill_step(tiny_bert, tiny_data, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("NNCLI_CACHE_DIR", str(tmp_path / "cache"))
+    p = tmp_path / "d.yaml"
+    p.write_text(f"""command: pipeline
+name: d
+output: {tmp_path / 'out'}
+steps:
+  - name: teacher
+    command: finetune
+    set: {{model.name: {tiny_bert}, data.train: {tiny_data['train']}, data.validation: {tiny_data['validation']},
+           method: full, train.lr: 3.0e-3, train.epochs: 2, data.max_length: 32}}
+  - name: student
+    command: distill
+    set: {{teacher: "${{teacher.run}}", student: layers=1, data.train: {tiny_data['train']}, data.validation: {tiny_data['validation']},
+           train.epochs: 2, data.max_length: 32, distill.control: false, distill.bench_seconds: 0.05}}
+    gates: {{min: {{retention: 0.0}}}}
+  - name: export
+    command: export
+    set: {{model: "${{student.run}}"}}
+""")
+    code, stdout, stderr = cli("run", str(p), "--json")
+    assert code == 0, stderr
+    rep = json.loads(stdout)
+    assert [s["status"] for s in rep["steps"]] == ["succeeded"] * 3
+    st = next(s for s in rep["steps"] if s["name"] == "student")
+    assert "retention" in st["metrics"] and (tmp_path / "out" / "export" / "model.onnx").exists()
