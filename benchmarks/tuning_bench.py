@@ -95,7 +95,7 @@ def main() -> None:
     res["augmentation"] = {k: {"runs": v, "median_accuracy": statistics.median(x["test"]["accuracy"] for x in v),
                                "median_macro_f1": statistics.median(x["test"]["macro_f1"] for x in v)} for k, v in aug.items()}
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps({k: v.get("test", v) for k, v in res.items() if k != "settings"}, indent=1)[:3000])
+    print(json.dumps({k: v.get("test", v) for k, v in res.items() if isinstance(v, dict) and k != "settings"}, indent=1)[:3000])
 
 
 if __name__ == "__main__":

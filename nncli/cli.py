@@ -189,7 +189,7 @@ def finetune(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ):
-    """Fine-tune a text classifier (LoRA by default) and write a run directory with an honest report.
+    """Fine-tune a text classifier (or, with --task causal-lm, a language model), LoRA by default, with an honest report.
 
     Examples:
 
@@ -821,7 +821,7 @@ def sweep(
         out = _stdout()
         out.print(t)
         if r["best"].get("test"):
-            out.print(f"best trial on the test split: " + ", ".join(f"{k} {v:.4f}" for k, v in r["best"]["test"].items()), markup=False)
+            out.print("best trial on the test split: " + ", ".join(f"{k} {v:.4f}" for k, v in r["best"]["test"].items()), markup=False)
         out.print(f"best run: {r['best']['run_dir']}", markup=False)
 
     _execute(job, json_out, quiet, debug, render)

@@ -29,7 +29,6 @@ LM_METRICS = ["perplexity", "loss"]
 def run(recipe: EvaluateRecipe, *, overwrite: bool = False, gates: list[dict] | None = None) -> dict:
     timer = Timer()
     gates = gates or []
-    from .inference import model_dir_of
 
     task = recipe.task
     if task == "auto":

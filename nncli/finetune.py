@@ -15,7 +15,6 @@ import random
 import shutil
 import signal
 import time
-from pathlib import Path
 
 from . import console, preflight
 from .errors import GateFailed, InputError, Interrupted, UsageError

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import __version__, console
 from .errors import GateFailed, Interrupted, NncliError, UsageError
-from .recipe import (PATH_KEYS, SCHEMAS, PipelineRecipe, dump, fingerprint, get_path, parse_override, read_yaml, set_path,
+from .recipe import (PATH_KEYS, SCHEMAS, PipelineRecipe, fingerprint, get_path, parse_override, read_yaml, set_path,
                      validate)
 from .report import RunDir, Timer, atomic_write_json, atomic_write_text, base_report, now
 

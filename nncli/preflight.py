@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import console
 from .data import LabelledData, load_labelled
 from .errors import EnvironmentProblem, InputError, NncliError, UsageError
 

@@ -18,12 +18,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from . import console
-from .errors import GateFailed, InputError, Interrupted, NncliError, UsageError
-from .recipe import FinetuneRecipe, dump
+from .errors import GateFailed, InputError, Interrupted, UsageError
+from .recipe import FinetuneRecipe
 from .report import RunDir, Timer, atomic_write_bytes, base_report, environment, now
 
 DEFAULT_SPACE = {

@@ -145,3 +145,27 @@ def test_augmentation_in_finetune_reports_counts(tiny_bert, tiny_data, tmp_path,
     a = json.loads(stdout)["data"]["augmentation"]
     assert a["examples_added"] > 0 and a["augmented_examples_seen"] > 0
     assert a["train_rows_with_augmentation"] > a["examples_added"]
+
+
+def test_interrupted_sweep_resumes_and_finishes_the_budget(tiny_bert, tiny_data, tmp_path, cli):
+    import signal
+    import time
+
+    out = tmp_path / "int"
+    args = _sweep_args(tiny_bert, tiny_data, out, SPACE, "train.epochs=8", "train.batch_size=4", "--trials", "3")
+    proc = subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "trial-0000" / "checkpoint" / "state.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the sweep finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert "study resumes" in err
+    code, stdout, stderr = cli(*args, "--json")
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["counts"].get("complete", 0) + r["counts"].get("pruned", 0) == 3
+    assert r["trials"][0]["state"] == "fail"   # the interrupted trial is recorded, and redone by a new one
