@@ -161,8 +161,11 @@ class Explainer:
         lig = LayerIntegratedGradients(fwd, self.model.get_input_embeddings())
         with torch.no_grad():
             gap = float(fwd(ids, mask)[0] - fwd(base, mask)[0])
-        # a saturated softmax can change within a sliver of the path: refine until the scores add up
-        for n in (steps, steps * 4, steps * 16, steps * 64):
+        # a saturated softmax can change within a sliver of the path: refine until the scores add up, within a
+        # compute budget (long texts get fewer refinements: cost grows with steps x tokens)
+        budget = max(steps, 100_000 // max(ids.shape[1], 1))
+        schedule = [n for n in (steps, steps * 4, steps * 16, steps * 64) if n <= budget] or [steps]
+        for n in schedule:
             attr, delta = lig.attribute(ids, baselines=base, additional_forward_args=(mask,), n_steps=n,
                                         internal_batch_size=min(n, 256), return_convergence_delta=True)
             if float(delta.abs().max()) <= 0.05 * max(abs(gap), 0.1):
