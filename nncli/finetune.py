@@ -68,7 +68,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     from . import metrics as M
     from .models import head_modules, load_classifier, lora_target_regex, set_threads
 
-    threads = set_threads(recipe.train.threads)
+    threads = set_threads(recipe.train.threads, adaptive=True)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = _device()

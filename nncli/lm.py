@@ -266,7 +266,7 @@ def run(recipe: FinetuneRecipe, *, resume: bool = False, overwrite: bool = False
     if dry_run:
         return {"status": "dry-run", "task": "finetune", "data": summary, "exit_code": 0}
     out.prepare(resume=resume, overwrite=overwrite)
-    threads = set_threads(recipe.train.threads)
+    threads = set_threads(recipe.train.threads, adaptive=True)
     F._seed_everything(recipe.train.seed)
     run_fp = fingerprint({"recipe": F._training_relevant(recipe), "data": data_fp})
     report = base_report("finetune", recipe.name)

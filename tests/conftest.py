@@ -18,6 +18,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("NNCLI_DEBUG", None)
+# a fixed thread count in every run: results stay comparable between runs even on a busy CI machine
+# (the adaptive choice itself is unit-tested in test_finetune.py)
+os.environ["NNCLI_ADAPTIVE_THREADS"] = "0"
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -118,3 +118,32 @@ def test_gradient_accumulation_and_step_evaluation(tiny_bert, tiny_data, tmp_pat
     r = json.loads(stdout)
     assert r["training"]["steps"] == 12
     assert [h["step"] for h in r["training"]["history"]] == [5, 10, 12]
+
+
+def test_threads_adapt_to_cores_busy_elsewhere(monkeypatch, capsys):
+    import torch
+
+    from nncli import models
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("NNCLI_ADAPTIVE_THREADS", "1")
+    try:
+        monkeypatch.setattr(models.os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(models, "busy_cores_elsewhere", lambda window=0.3: 1.0)
+        assert models.set_threads(None, adaptive=True) == 1
+        assert models.set_threads(2, adaptive=True) == 2            # an explicit setting is obeyed
+        assert models.set_threads(None, adaptive=False) == 2        # inference/bench keep a fixed count
+        monkeypatch.setattr(models, "busy_cores_elsewhere", lambda window=0.3: 0.1)
+        assert models.set_threads(None, adaptive=True) == 2
+        monkeypatch.setattr(models, "busy_cores_elsewhere", lambda window=0.3: 1.0)
+        monkeypatch.setenv("NNCLI_ADAPTIVE_THREADS", "0")                # the switch to turn it off
+        assert models.set_threads(None, adaptive=True) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_busy_core_measurement_is_sane():
+    from nncli.models import busy_cores_elsewhere
+
+    v = busy_cores_elsewhere(0.1)
+    assert v is None or 0.0 <= v <= (__import__("os").cpu_count() or 1) + 0.5

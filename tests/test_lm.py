@@ -212,7 +212,7 @@ def test_causal_lm_refuses_bad_input(tiny_gpt2, lm_data, tmp_path, cli):
 def test_interrupt_then_resume_continues_from_the_same_step(tiny_gpt2, lm_data, tmp_path, cli):
     data = {s: lm_data[s]["pc"] for s in ("train", "validation")}
     args = ("--prompt-column", "prompt", "--completion-column", "completion", "--method", "full", "train.epochs=16",
-            "train.early_stopping_patience=0", "train.batch_size=4")
+            "train.early_stopping_patience=0", "train.batch_size=4", "train.threads=2")
     code, stdout, stderr = cli(*_ft(tiny_gpt2, data, tmp_path / "ref", *args, "--json"))
     assert code == 0, stderr
     expected = json.loads(stdout)

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import finetune_args
 
-ARGS = ("--method", "full", "train.lr=3e-3", "train.epochs=12", "train.early_stopping_patience=0", "train.batch_size=8")
+ARGS = ("--method", "full", "train.lr=3e-3", "train.epochs=12", "train.early_stopping_patience=0", "train.batch_size=8",
+        "train.threads=2")  # explicit: bit-exact comparisons need the same thread count in every run
 
 
 def _start(args, env=None):
@@ -76,7 +77,7 @@ def test_distill_interrupt_then_resume_matches_uninterrupted(trained_run, tiny_d
     def args(out, *extra):
         return ["distill", "--teacher", trained_run, "--student", "layers=1", "--data", tiny_data["train"], "--validation",
                 tiny_data["validation"], "-o", out, "train.epochs=12", "train.lr=3e-3", "train.batch_size=8",
-                "train.early_stopping_patience=0", "data.max_length=32", "--no-control", "distill.bench_seconds=0.05", *extra]
+                "train.early_stopping_patience=0", "data.max_length=32", "--no-control", "distill.bench_seconds=0.05", "train.threads=2", *extra]
 
     code, stdout, stderr = cli(*args(tmp_path / "ref", "--json"))
     assert code == 0, stderr
