@@ -62,7 +62,7 @@ def test_faithfulness_beats_random_and_ig_is_complete(key_model, tmp_path, cli):
     code, stdout, stderr = cli("explain", str(run), "--data", str(data["test"]), "--limit", "15", "-o", str(out), "--json")
     assert code == 0, stderr
     r = json.loads(stdout)
-    for m in ("ig", "occlusion"):
+    for m in ("ig", "occlusion", "attention"):
         f = r["faithfulness"][m]
         assert set(f) >= {"comprehensiveness", "comprehensiveness_random", "sufficiency", "sufficiency_random", "k"}
         assert f["comprehensiveness"] > f["comprehensiveness_random"] + 0.05, (m, f)
