@@ -41,7 +41,21 @@ def _row(name: str, r: dict, step_status: str | None) -> dict:
     task = r.get("task")
     row = {"run": name, "task": task, "status": step_status or r.get("status")}
     m = r.get("metrics") or {}
-    if task in ("finetune", "distill"):
+    if task == "finetune" and r.get("finetune_task") == "causal-lm":
+        split = "test" if "test" in m else "validation"
+        if split in m:
+            row.update(split=split, perplexity=m[split].get("perplexity"), note=f"{split} loss {m[split].get('loss', float('nan')):.4f}")
+    elif task == "sweep":
+        b = r.get("best") or {}
+        row.update(note=f"best trial {b.get('number')}: {r.get('study', {}).get('metric')} {b.get('value', float('nan')):.4f} "
+                        f"({(r.get('counts') or {})})")
+        if b.get("test"):
+            row.update(accuracy=b["test"].get("accuracy"), macro_f1=b["test"].get("macro_f1"))
+    elif task == "explain":
+        f = r.get("faithfulness") or {}
+        row.update(note="; ".join(f"{k} comprehensiveness {v['comprehensiveness']:.3f} (random {v['comprehensiveness_random']:.3f})"
+                                  for k, v in f.items()))
+    elif task in ("finetune", "distill"):
         split = "test" if "test" in m else "validation"
         if split in m:
             row.update(split=split, accuracy=m[split].get("accuracy"), macro_f1=m[split].get("macro_f1"))
@@ -79,7 +93,7 @@ def _row(name: str, r: dict, step_status: str | None) -> dict:
     return row
 
 
-COLUMNS = [("run", "run"), ("task", "task"), ("status", "status"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"),
+COLUMNS = [("run", "run"), ("task", "task"), ("status", "status"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"), ("perplexity", "perplexity"),
            ("retention", "retention"), ("speedup", "speed-up"), ("throughput", "examples/s"), ("latency_ms", "batch-1 ms"),
            ("size_mb", "MB"), ("note", "note")]
 

@@ -243,3 +243,13 @@ def test_causal_lm_run_exports_to_onnx_with_parity(pc_run, tmp_path, cli):
     assert code == 0, stderr
     rep = json.loads(stdout)
     assert rep["export_task"] == "causal-lm" and rep["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_report_shows_perplexity_for_causal_lm_runs(pc_run, cli):
+    out, r = pc_run
+    assert r.exit_code == 0
+    code, stdout, stderr = cli("report", str(out), "--json")
+    assert code == 0, stderr
+    row = json.loads(stdout)["runs"][0]
+    assert row["perplexity"] == pytest.approx(json.loads(r.stdout)["metrics"]["validation"]["perplexity"])
+    assert "perplexity" in json.loads(stdout)["markdown"]
