@@ -19,7 +19,7 @@ import numpy as np
 from . import console
 from .errors import GateFailed, InputError, Interrupted, UsageError
 from .recipe import ExportRecipe, dump
-from .report import RunDir, Timer, base_report, environment, now, sigterm_as_interrupt
+from .report import RunDir, StopFlag, Timer, base_report, environment, now
 
 COPY_ALONG = ("calibration.json",)
 
@@ -46,18 +46,20 @@ def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
 
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
+    stop = StopFlag("stopping the export at the next safe point; nothing will be kept").install()
     try:
-        with sigterm_as_interrupt():
-            return _export_and_check(recipe, source, task, texts, out, staging, report, timer)
+        return _export_and_check(recipe, source, task, texts, out, staging, report, timer, stop)
     except KeyboardInterrupt:
         shutil.rmtree(staging, ignore_errors=True)
         report.update(status="interrupted", exit_code=130, finished_at=now())
         out.write_json("report.json", report)
         raise Interrupted(f"export interrupted; nothing was exported to {out.path}", "run the same command again") from None
+    finally:
+        stop.restore()
 
 
 def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str], out: RunDir, staging: Path, report: dict,
-                      timer: Timer) -> dict:
+                      timer: Timer, stop: StopFlag) -> dict:
     t = Timer()
     try:
         if recipe.format == "onnx":
@@ -75,6 +77,7 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
         if (Path(source.path) / name).exists():
             shutil.copy2(Path(source.path) / name, staging / name)
     export_seconds = t()
+    stop.check()
 
     console.log(f"parity: comparing {recipe.format} export with {recipe.model} on {len(texts)} texts")
     parity = _parity(source.path, staging, texts, task, recipe)
@@ -86,6 +89,7 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
         {"metric": "parity.flipped", "op": "<=", "threshold": recipe.parity.max_flipped, "value": parity["flipped"],
          "passed": parity["flipped"] <= recipe.parity.max_flipped}]
     files = sorted(p.name for p in staging.iterdir())
+    stop.check()   # the last safe point: after this the export is moved into place
     if passed:
         for f in staging.iterdir():
             os.replace(f, out / f.name)
