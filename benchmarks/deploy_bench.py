@@ -51,9 +51,9 @@ def main() -> None:
     sh("export", str(run), "--overwrite")
     q = sh("quantize", str(run), "--max-drop", "1.0", "--overwrite", "min_seconds=3")
 
-    from nncli.bench import make_batch, measure
-    from nncli.data import read_texts
-    from nncli.inference import load_classifier, quantize_dynamic_int8, release
+    from nncli.deploy.bench import make_batch, measure
+    from nncli.io.labelled import read_texts
+    from nncli.io.inference import load_classifier, quantize_dynamic_int8, release
 
     def torch_int8():
         c = load_classifier(str(run))

@@ -143,10 +143,9 @@ def cli():
     """Invoke the Typer app in-process; returns a function giving (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner
 
-    from nncli.cli import _global, app
+    from nncli.cli import app
 
     def invoke(*args: str):
-        _global.update(json=False, quiet=False, debug=False)
         r = CliRunner().invoke(app, [str(a) for a in args])
         return r.exit_code, r.stdout, r.stderr
 
@@ -164,10 +163,9 @@ def trained_run(tmp_path_factory, tiny_bert, tiny_data) -> Path:
     """A finished finetune run directory (full fine-tuning of the tiny BERT, which learns the keyword task)."""
     from typer.testing import CliRunner
 
-    from nncli.cli import _global, app
+    from nncli.cli import app
 
     out = tmp_path_factory.mktemp("runs") / "trained"
-    _global.update(json=False, quiet=False, debug=False)
     r = CliRunner().invoke(app, finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr=3e-3", "train.epochs=6", "-q"))
     assert r.exit_code == 0, r.stderr
     return out

@@ -168,16 +168,16 @@ def test_bad_input(case, tmp_path, cli, tiny_bert, tiny_data, trained_run):
 def test_disk_full_is_exit_4_and_leaves_no_torn_file(monkeypatch, tiny_bert, tiny_data, tmp_path, cli):
     import errno
 
-    from nncli import report
+    from nncli.core import atomic
 
-    real = report.os.replace
+    real = atomic.os.replace
 
     def full(src, dst, *a, **k):
         if str(dst).endswith("report.json") and Path(dst).parent.name == "out":
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(src, dst, *a, **k)
 
-    monkeypatch.setattr(report.os, "replace", full)
+    monkeypatch.setattr(atomic.os, "replace", full)
     code, _, stderr = cli(*_ft({"tiny_bert": tiny_bert, "tiny_data": tiny_data}, tmp_path))
     assert code == 4 and "space" in stderr.lower() and "hint: " in stderr and "Traceback" not in stderr
     assert not (tmp_path / "out" / "report.json").exists()
@@ -223,7 +223,7 @@ def test_model_file_linking_outside_its_directory_is_refused(tiny_bert, tiny_dat
 def test_hf_cache_layout_links_are_allowed(tiny_bert, tmp_path):
     import shutil
 
-    from nncli.models import check_model_dir
+    from nncli.io.models import check_model_dir
 
     repo = tmp_path / "models--org--tiny"
     blobs, snap = repo / "blobs", repo / "snapshots" / "abc123"

@@ -60,12 +60,12 @@ def test_global_json_flag_before_command(tiny_bert, tiny_data, tmp_path, cli):
 
 
 def test_exit_1_internal_error_without_traceback(monkeypatch, tiny_bert, tiny_data, tmp_path, cli):
-    import nncli.finetune
+    import nncli.train.finetune
 
     def boom(*a, **k):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(nncli.finetune, "run", boom)
+    monkeypatch.setattr(nncli.train.finetune, "run", boom)
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / "r"))
     assert code == 1
     assert "internal error" in stderr and "simulated bug" in stderr and "Traceback" not in stderr
@@ -98,9 +98,9 @@ def test_exit_3_missing_data(tiny_bert, tmp_path, cli):
 
 
 def test_exit_4_not_enough_memory(monkeypatch, tiny_bert, tiny_data, tmp_path, cli):
-    import nncli.preflight
+    import nncli.train.preflight
 
-    monkeypatch.setattr(nncli.preflight, "_available_memory", lambda: 100 * 1024 * 1024)
+    monkeypatch.setattr(nncli.train.preflight, "_available_memory", lambda: 100 * 1024 * 1024)
     code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / "r"))
     assert code == 4
     assert "memory" in stderr and "gradient_accumulation" in stderr
@@ -128,13 +128,13 @@ def test_unknown_gate_metric_is_refused_before_training(tiny_bert, tiny_data, tm
 
 
 def test_exit_130_maps_interrupt(monkeypatch, tiny_bert, tiny_data, tmp_path, cli):
-    import nncli.finetune
-    from nncli.errors import Interrupted
+    import nncli.train.finetune
+    from nncli.core.errors import Interrupted
 
     def stop(*a, **k):
         raise Interrupted("interrupted by SIGINT at step 3", "continue with --resume")
 
-    monkeypatch.setattr(nncli.finetune, "run", stop)
+    monkeypatch.setattr(nncli.train.finetune, "run", stop)
     code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / "r"))
     assert code == 130 and "--resume" in stderr
 
@@ -159,16 +159,16 @@ def test_dry_run_writes_nothing(tiny_bert, tiny_data, tmp_path, cli):
 
 
 def test_nan_loss_aborts_with_gate_exit(monkeypatch, tiny_bert, tiny_data, tmp_path, cli):
-    import nncli.models
+    import nncli.io.models
 
-    real = nncli.models.load_classifier
+    real = nncli.io.models.load_classifier
 
     def poisoned(*a, **k):
         model, new = real(*a, **k)
         model.register_forward_hook(lambda m, i, o: type(o)(logits=o.logits * float("nan")))
         return model, new
 
-    monkeypatch.setattr(nncli.models, "load_classifier", poisoned)
+    monkeypatch.setattr(nncli.io.models, "load_classifier", poisoned)
     out = tmp_path / "r"
     code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out))
     assert code == 5 and "diverged" in stderr and "train.lr" in stderr

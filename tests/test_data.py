@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from nncli.data import clean_text, load_labelled, read_table
-from nncli.errors import InputError, UsageError
-from nncli.recipe import DataSpec
+from nncli.io.labelled import clean_text, load_labelled
+
+from nncli.io.tables import read_table
+from nncli.core.errors import InputError, UsageError
+from nncli.recipe.finetune import DataSpec
 
 
 def spec(train, **kw) -> DataSpec:

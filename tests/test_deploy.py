@@ -13,10 +13,9 @@ import pytest
 def quantized(trained_run, tmp_path_factory):
     from typer.testing import CliRunner
 
-    from nncli.cli import _global, app
+    from nncli.cli import app
 
     out = tmp_path_factory.mktemp("q") / "int8"
-    _global.update(json=False, quiet=False, debug=False)
     # a tiny model is too small for int8 to pay off in speed; allow any drop so the table is complete
     r = CliRunner().invoke(app, ["quantize", str(trained_run), "--output", str(out), "--max-drop", "100", "--json",
                                  "min_seconds=0.2", "seq_len=32"])
@@ -45,7 +44,7 @@ def test_quantize_reports_every_candidate(quantized):
 
 
 def test_quantize_writes_nothing_when_no_candidate_qualifies(trained_run, tmp_path, cli, monkeypatch):
-    import nncli.quantize as qz
+    import nncli.deploy.quantize as qz
 
     monkeypatch.setattr(qz, "candidates_for", lambda m, b: ["torch-dynamic-int8"])
     out = tmp_path / "none"
@@ -68,7 +67,7 @@ def test_quantize_needs_labelled_data_for_plain_models(tiny_bert, tmp_path, cli)
 def test_torch_int8_artifact_loads_quantized(trained_run, tmp_path):
     import shutil
 
-    from nncli.inference import load_classifier
+    from nncli.io.inference import load_classifier
 
     d = tmp_path / "m"
     shutil.copytree(trained_run / "merged", d)

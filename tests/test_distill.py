@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nncli import distill as D
+from nncli.train import distill as D
 
 from conftest import make_rows, write_csv
 
@@ -20,7 +20,7 @@ def test_kept_layers_are_evenly_spaced_and_keep_the_top_layer():
 
 
 def test_parse_student_specs_and_errors():
-    from nncli.errors import UsageError
+    from nncli.core.errors import UsageError
 
     assert D.parse_student("layers=3") == {"layers": 3}
     assert D.parse_student("layers=2,hidden=64") == {"layers": 2, "hidden": 64}

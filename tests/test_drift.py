@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nncli import drift as D
+from nncli.evaluate import drift as D
 
 from conftest import make_rows, write_csv
 

@@ -31,11 +31,10 @@ def _rows(n: int, seed: int) -> list[dict]:
 def key_model(tiny_bert, tmp_path_factory):
     from typer.testing import CliRunner
 
-    from nncli.cli import _global, app
+    from nncli.cli import app
 
     d = tmp_path_factory.mktemp("keyword")
     data = {s: write_csv(d / f"{s}.csv", _rows(n, seed)) for s, n, seed in (("train", 300, 1), ("validation", 60, 2), ("test", 60, 3))}
-    _global.update(json=False, quiet=False, debug=False)
     r = CliRunner().invoke(app, finetune_args(tiny_bert, data, d / "run", "--method", "full", "train.lr=3e-3", "train.epochs=10", "train.metric=loss", "train.label_smoothing=0.1",
                                               "--json", "-q"))
     assert r.exit_code == 0, r.stderr

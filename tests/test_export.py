@@ -14,10 +14,9 @@ import pytest
 def onnx_export(trained_run, tmp_path_factory):
     from typer.testing import CliRunner
 
-    from nncli.cli import _global, app
+    from nncli.cli import app
 
     out = tmp_path_factory.mktemp("exports") / "onnx"
-    _global.update(json=False, quiet=False, debug=False)
     r = CliRunner().invoke(app, ["export", str(trained_run), "--output", str(out), "--json"])
     assert r.exit_code == 0, r.stderr
     return out, json.loads(r.stdout)
@@ -56,7 +55,7 @@ def test_onnx_export_passes_parity_and_loads_in_ecosystem_clients(onnx_export, t
 
 
 def test_parity_failure_exits_5_and_ships_nothing(trained_run, tmp_path, cli, monkeypatch):
-    import nncli.export as ex
+    import nncli.deploy.export as ex
 
     real = ex._parity
 
@@ -89,7 +88,7 @@ def test_export_without_parity_data_is_refused(tiny_bert, tmp_path, cli):
 
 def test_onnx_inference_path_does_not_import_torch(onnx_export, tiny_data):
     out, _ = onnx_export
-    code = ("import sys\nfrom nncli.inference import load_classifier\n"
+    code = ("import sys\nfrom nncli.io.inference import load_classifier\n"
             f"c = load_classifier({str(out)!r})\nprint(c.predict_proba(['great lamp', 'awful box']).shape)\n"
             "print('TORCH', 'torch' in sys.modules, 'transformers' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -123,7 +123,7 @@ def test_gradient_accumulation_and_step_evaluation(tiny_bert, tiny_data, tmp_pat
 def test_threads_adapt_to_cores_busy_elsewhere(monkeypatch, capsys):
     import torch
 
-    from nncli import models
+    from nncli.core import machine as models
 
     before = torch.get_num_threads()
     monkeypatch.setenv("NNCLI_ADAPTIVE_THREADS", "1")
@@ -143,7 +143,7 @@ def test_threads_adapt_to_cores_busy_elsewhere(monkeypatch, capsys):
 
 
 def test_busy_core_measurement_is_sane():
-    from nncli.models import busy_cores_elsewhere
+    from nncli.core.machine import busy_cores_elsewhere
 
     v = busy_cores_elsewhere(0.1)
     assert v is None or 0.0 <= v <= (__import__("os").cpu_count() or 1) + 0.5

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from nncli import lm
+from nncli.train import lm
 
 FACTS = [("capital of france", "paris"), ("colour of the sky", "blue"), ("opposite of hot", "cold"), ("two plus two", "four")]
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
@@ -122,10 +122,9 @@ def _ft(model, data, out, *extra):
 def pc_run(tiny_gpt2, lm_data, tmp_path_factory):
     from typer.testing import CliRunner
 
-    from nncli.cli import _global, app
+    from nncli.cli import app
 
     out = tmp_path_factory.mktemp("lmrun") / "pc"
-    _global.update(json=False, quiet=False, debug=False)
     data = {s: lm_data[s]["pc"] for s in ("train", "validation")}
     r = CliRunner().invoke(app, [*_ft(tiny_gpt2, data, out, "--prompt-column", "prompt", "--completion-column", "completion",
                                       "--method", "full", "train.epochs=12", "train.early_stopping_patience=0", "--json")])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import sklearn.metrics as skm
 
-from nncli import metrics as M
-from nncli.inference import softmax
+from nncli.evaluate import metrics as M
+from nncli.io.inference import softmax
 
 
 def _data(n=500, k=3, seed=0):

@@ -19,10 +19,9 @@ def _quick(tiny_bert, out, *extra):
 def pipeline_run(tiny_bert, tmp_path_factory):
     from typer.testing import CliRunner
 
-    from nncli.cli import _global, app
+    from nncli.cli import app
 
     out = tmp_path_factory.mktemp("pipe") / "quickstart"
-    _global.update(json=False, quiet=False, debug=False)
     r = CliRunner().invoke(app, [*_quick(tiny_bert, out), "--json"])
     return out, r
 

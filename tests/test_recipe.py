@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from nncli.errors import UsageError
-from nncli.recipe import dump, load_recipe, recipes_dir, shipped_recipes
+from nncli.core.errors import UsageError
+from nncli.recipe.load import dump, load_recipe
+from nncli.recipe.shipped import recipes_dir, shipped_recipes
 
 
 def write(tmp_path, text: str, name: str = "r.yaml"):

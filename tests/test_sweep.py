@@ -105,7 +105,7 @@ def test_find_lr_suggests_a_rate_and_restores_the_weights(tiny_bert, tiny_data, 
 def test_lr_range_test_weights_restored_unit(tiny_bert):
     import torch
 
-    from nncli.sweep import lr_range_test
+    from nncli.train.sweep import lr_range_test
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
@@ -120,8 +120,8 @@ def test_lr_range_test_weights_restored_unit(tiny_bert):
 # ---------------------------------------------------------------------------------------------- augmentation
 
 def test_augmentation_methods_are_seeded_and_label_preserving():
-    from nncli.augment import augment_split, augment_text, load_synonyms
-    from nncli.recipe import AugmentSpec
+    from nncli.train.augment import augment_split, augment_text, load_synonyms
+    from nncli.recipe.finetune import AugmentSpec
 
     syn = load_synonyms(None)
     assert "excellent" in syn["great"] and "great" in syn["excellent"]

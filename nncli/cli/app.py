@@ -1,0 +1,63 @@
+"""The root command: global flags, the version, and main(), which also turns Typer's own usage errors into the
+documented exit code 2 (and exactly one JSON object under --json).
+
+Every command module registers its commands on `app` when imported (see nncli/cli/__init__.py); each command is
+a thin adapter: parse -> load_recipe -> <capability>.run -> Output -> exit code. Heavy libraries are imported
+inside the capabilities, so `nncli --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from nncli import __version__
+from nncli.cli.options import DebugOpt, JsonOpt, QuietOpt
+from nncli.cli.output import Output, print_json
+
+app = typer.Typer(name="nncli", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Fine-tune, evaluate, distill, quantize and export Hugging Face models, with gates for CI.\n\n"
+                       "Exit codes: 0 ok, 1 internal error, 2 usage, 3 input, 4 environment, 5 gate failed, "
+                       "130 interrupted.")
+recipes_app = typer.Typer(no_args_is_help=True, help="List, show, copy and validate recipes.")
+app.add_typer(recipes_app, name="recipes", help="List, show, copy and validate recipes.")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"nncli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+):
+    """Fine-tune, evaluate, distill, quantize and export Hugging Face models, with gates for CI."""
+    ctx.obj = Output(json_out, quiet, debug)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = app(args=args, prog_name="nncli", standalone_mode=False)
+    except Exception as e:
+        if type(e).__name__ == "Abort":   # Ctrl-C at a prompt
+            sys.exit(130)
+        if not (hasattr(e, "exit_code") and hasattr(e, "format_message") and hasattr(e, "show")):
+            raise
+        # Typer's (Click's) own usage errors: unknown flags or commands, missing arguments
+        if "--json" in args:
+            print_json({"status": "error", "exit_code": 2, "error": e.format_message(),
+                        "hint": "see nncli --help, or nncli COMMAND --help"})
+        else:
+            e.show()
+        sys.exit(2 if e.exit_code not in (0, 1) else e.exit_code)
+    sys.exit(code or 0)

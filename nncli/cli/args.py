@@ -1,0 +1,54 @@
+"""Positional-argument conventions shared by the commands: [RECIPE] [MODEL...] [KEY=VALUE...]."""
+
+from __future__ import annotations
+
+from nncli.core.errors import UsageError
+
+
+def split_args(args: list[str] | None) -> tuple[str | None, list[str]]:
+    args = list(args or [])
+    recipe = None
+    if args and "=" not in args[0]:
+        recipe = args.pop(0)
+    stray = [a for a in args if "=" not in a]
+    if stray:
+        raise UsageError(f"unexpected argument {stray[0]!r}: after the recipe only KEY=VALUE overrides are allowed",
+                         "put flags before or after, e.g. nncli finetune recipe.yaml train.lr=1e-3 --epochs 3")
+    return recipe, args
+
+
+def columns(names: list[str] | None):
+    """A repeated --text-column: one name, or a list of candidates (the first each file has)."""
+    if not names:
+        return None
+    return names[0] if len(names) == 1 else list(names)
+
+
+def split_models(args: list[str] | None) -> tuple[str | None, list[str], list[str]]:
+    """[RECIPE.yaml] [MODEL...] [KEY=VALUE...] in any order: *.yaml is the recipe, KEY=VALUE an override."""
+    recipe, models, overrides = None, [], []
+    for a in args or []:
+        if "=" in a and not a.startswith(("/", ".")):
+            overrides.append(a)
+        elif a.endswith((".yaml", ".yml")) and recipe is None:
+            recipe = a
+        else:
+            models.append(a)
+    return recipe, models, overrides
+
+
+def model_and_overrides(args: list[str] | None) -> tuple[str | None, str | None, list[str]]:
+    recipe, models, overrides = split_models(args)
+    if len(models) > 1:
+        raise UsageError(f"one model at a time, got {len(models)}: {', '.join(models)}", "run the command once per model")
+    return recipe, (models[0] if models else None), overrides
+
+
+def int_list(value: str, name: str) -> list[int]:
+    try:
+        out = [int(x) for x in value.split(",") if x.strip()]
+        if not out or min(out) < 1:
+            raise ValueError
+        return out
+    except ValueError:
+        raise UsageError(f"{name} {value!r} is not a comma-separated list of positive integers", f"e.g. {name} 1,8,32")

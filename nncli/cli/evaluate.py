@@ -1,0 +1,211 @@
+"""nncli evaluate, explain and drift."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from nncli.cli.app import app
+from nncli.cli.args import columns, split_args, split_models
+from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, MaxOpt, MinOpt, PairColOpt, QuietOpt, TextColOpt
+from nncli.cli.output import execute, stdout
+from nncli.core.errors import UsageError
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] MODEL... [KEY=VALUE]...",
+                    help="Models (run directories, model directories, hub ids, ONNX exports), optionally a recipe and overrides.",
+                    show_default=False)] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Evaluation data: a file or hub dataset id.")] = None,
+    text_column: TextColOpt = None,
+    text_pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    slice_column: Annotated[Optional[str], typer.Option(help="Report every metric per value of this column.")] = None,
+    validation: Annotated[Optional[str], typer.Option(help="Data to fit the calibration temperature on (default: the run's validation split).")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.")] = False,
+    bins: Annotated[Optional[int], typer.Option(help="Calibration bins (equal width).")] = None,
+    robustness: Annotated[Optional[bool], typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N rows.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    task: Annotated[Optional[str], typer.Option(help="auto, sequence-classification or causal-lm.")] = None,
+    min_: MinOpt = None,
+    max_: MaxOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Evaluate one or more models on the same data: metrics with 95% intervals, calibration, robustness, slices.
+
+    Examples:
+
+      nncli evaluate runs/quickstart/finetune --data recipes/data/reviews/test.csv --slice-column category -o runs/eval
+
+      nncli evaluate runs/quickstart/finetune runs/quickstart/finetune/merged-int8 --data test.csv --min accuracy=0.85 --max ece=0.05
+
+      nncli evaluate runs/quickstart/finetune --data test.csv --calibrate --json
+    """
+    def job():
+        from nncli.core.report import parse_gate_flags, parse_gates
+        from nncli.evaluate import evaluation as ev
+        from nncli.recipe.load import load_recipe
+        from nncli.recipe.shipped import find_recipe
+
+        recipe_name, models, overrides = split_models(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"data.path": data, "data.text_column": columns(text_column),
+                 "data.text_pair_column": text_pair_column, "data.label_column": label_column, "data.slice_column": slice_column,
+                 "data.validation": validation, "calibration.fit": True if calibrate else None, "calibration.bins": bins,
+                 "robustness.enabled": robustness, "data.limit": limit, "output": output, "task": task,
+                 "models": models or None}
+        recipe = load_recipe("evaluate", path, overrides, flags)
+        gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
+                            {**recipe.gates.max, **parse_gate_flags(max_, "max")})
+        return ev.run(recipe, overwrite=overwrite, gates=gates)
+
+    execute(ctx, job, json_out, quiet, debug, _render_evaluate)
+
+
+def _render_evaluate(report: dict) -> None:
+    from rich.table import Table
+
+    out = stdout()
+    if report.get("evaluation_task") == "causal-lm":
+        t = Table(title="evaluation (causal LM)")
+        for col in ("model", "loss", "perplexity"):
+            t.add_column(col)
+        for r in report["models"]:
+            t.add_row(r["name"], f"{r['metrics']['loss']:.4f}", f"{r['metrics']['perplexity']:.3f}")
+        out.print(t)
+    else:
+        t = Table(title=f"evaluation on {report['data']['rows']} rows: {report['status']}")
+        for col in ("model", "accuracy", "macro-F1", "log-loss", "ECE", "flip rate", "worst slice acc", "majority acc"):
+            t.add_column(col)
+        f = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        for r in report["models"]:
+            m = r["metrics"]
+            t.add_row(r["name"], f(m["accuracy"]), f(m["macro_f1"]), f(m["loss"]), f(m["ece"]), f(m.get("flip_rate")),
+                      f(m.get("worst_slice_accuracy")), f(m["majority_accuracy"]))
+        out.print(t)
+    for g in report.get("gates", []):
+        v = "missing" if g["value"] is None else f"{g['value']:.4f}"
+        out.print(f"gate {g['metric']} {g['op']} {g['threshold']} ({g['model']}): {v} -> {'pass' if g['passed'] else 'FAIL'}")
+    for w in report.get("warnings", []):
+        out.print(f"note: {w}", markup=False)
+
+
+
+# ---------------------------------------------------------------------------------------------- explain
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A run directory, model directory or hub id (PyTorch; classifier or causal LM).")],
+    text: Annotated[Optional[str], typer.Option("--text", help="One text to explain.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="A file of texts to explain (and aggregate).")] = None,
+    text_column: TextColOpt = None,
+    limit: Annotated[int, typer.Option(help="With --data: explain the first N texts.")] = 50,
+    method: Annotated[str, typer.Option("--method", help="ig, occlusion, attention, a comma-separated list, or all.")] = "all",
+    top_k: Annotated[int, typer.Option("--top-k", help="Words removed/kept for the faithfulness scores.")] = 3,
+    steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Explain predictions: word attributions (integrated gradients, occlusion, attention rollout) with measured faithfulness.
+
+    Examples:
+
+      nncli explain runs/quickstart/finetune --text "The battery died after two days"
+
+      nncli explain runs/quickstart/finetune --data recipes/data/reviews/test.csv --limit 100 -o runs/explain
+
+      nncli explain runs/quickstart/finetune --text "fine, I guess" --method ig,occlusion --json
+    """
+    def job():
+        from nncli.evaluate import explain as xp
+
+        methods = list(xp.METHODS) if method.strip() == "all" else [m.strip() for m in method.split(",") if m.strip()]
+        if limit < 1 or top_k < 1 or steps < 2:
+            raise UsageError("--limit and --top-k must be at least 1, --steps at least 2", "e.g. --limit 50 --top-k 3 --steps 50")
+        return xp.run(model, text=text, data=data, text_column=columns(text_column), limit=limit, methods=methods, output=output,
+                      overwrite=overwrite, top_k=top_k, steps=steps)
+
+    def render(r):
+        from nncli.evaluate.explain import render_terminal
+
+        render_terminal(r, stdout())
+
+    execute(ctx, job, json_out, quiet, debug, render)
+
+
+
+# ---------------------------------------------------------------------------------------------- drift
+
+@app.command()
+def drift(
+    ctx: typer.Context,
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] [KEY=VALUE]...",
+                    help="Optionally a drift recipe, and overrides.", show_default=False)] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="Run directory with profile.json (from finetune or evaluate --output), a profile.json, or reference data.")] = None,
+    current: Annotated[Optional[str], typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    alpha: Annotated[Optional[float], typer.Option(help="False-alarm rate for the whole report (default 0.05).")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use at most N current rows (seeded sample).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Check new data against a run's reference profile: feature, label, confidence and embedding drift (exit 5 on drift).
+
+    Examples:
+
+      nncli drift --reference runs/quickstart/finetune --current recipes/data/reviews/shifted.csv -o runs/drift
+
+      nncli drift -r runs/quickstart/finetune -c incoming/today.jsonl --text-column body --json
+
+      nncli drift -r train.csv -c today.csv --model runs/quickstart/finetune --alpha 0.01
+    """
+    def job():
+        from nncli.evaluate import drift as dr
+        from nncli.recipe.load import load_recipe
+        from nncli.recipe.shipped import find_recipe
+
+        recipe_name, overrides = split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"reference": reference, "current": current, "model": model, "text_column": columns(text_column),
+                 "label_column": label_column, "alpha": alpha, "max_accuracy_drop": max_accuracy_drop, "limit": limit,
+                 "output": output}
+        return dr.run(load_recipe("drift", path, overrides, flags), overwrite=overwrite)
+
+    execute(ctx, job, json_out, quiet, debug, _render_drift)
+
+
+def _render_drift(r: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"drift: {'DRIFT DETECTED' if r.get('drift_detected') else 'no drift'} "
+                    f"(alpha {r.get('alpha')}, per test {r.get('alpha_per_test', 0):.2g})")
+    for col in ("feature", "test", "statistic", "p-value", "effect", "threshold", "verdict"):
+        t.add_column(col)
+    for x in r.get("tests", []):
+        t.add_row(x["feature"], x["test"], f"{x['statistic']:.4g}", "-" if x["p_value"] is None else f"{x['p_value']:.2g}",
+                  f"{x['effect_name']} {x['effect']:.3f}", f"{x['threshold']:.3f}", "[red]DRIFT[/]" if x["drift"] else "ok")
+    out = stdout()
+    out.print(t)
+    a = r.get("accuracy") or {}
+    if a.get("reference") is not None:
+        out.print(f"accuracy: reference {a['reference']:.4f}, estimated from confidences {a['estimated']:.4f}"
+                  + (f", actual {a['actual']:.4f}" if "actual" in a else ""))
+    if r.get("top_drifting"):
+        out.print("top drifting: " + ", ".join(r["top_drifting"]))

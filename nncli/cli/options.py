@@ -1,0 +1,26 @@
+"""Shared option aliases: every repeated parameter is declared once here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+# ---------------------------------------------------------------------------------------------- shared options
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout (results only).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also NNCLI_DEBUG=1).")]
+ArgsArg = Annotated[Optional[list[str]], typer.Argument(
+    metavar="[RECIPE] [KEY=VALUE]...", help="A recipe file or shipped recipe name, then dotted overrides such as train.lr=1e-3.",
+    show_default=False)]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, model directory or run directory.")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", help="Training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id.")]
+ValidationOpt = Annotated[Optional[str], typer.Option("--validation", help="Validation file (default: a stratified 10% split of --data).")]
+TestOpt = Annotated[Optional[str], typer.Option("--test", help="Test file, scored once at the end.")]
+TextColOpt = Annotated[Optional[list[str]], typer.Option("--text-column", help="Text column; repeat it when files name it differently.")]
+PairColOpt = Annotated[Optional[str], typer.Option("--text-pair-column", help="Second text column for pair tasks.")]
+LabelColOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column (strings or integers).")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Run directory (default runs/<recipe name>).")]
+MinOpt = Annotated[Optional[list[str]], typer.Option("--min", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is below VALUE.")]
+MaxOpt = Annotated[Optional[list[str]], typer.Option("--max", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is above VALUE.")]

@@ -1,0 +1,102 @@
+"""nncli run (pipelines) and nncli report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from nncli.cli.app import app
+from nncli.cli.args import split_args
+from nncli.cli.options import DebugOpt, JsonOpt, QuietOpt
+from nncli.cli.output import execute, stdout
+from nncli.core.errors import UsageError
+
+# ---------------------------------------------------------------------------------------------- run / report
+
+@app.command("run")
+def run_pipeline(
+    ctx: typer.Context,
+    args: Annotated[Optional[list[str]], typer.Argument(metavar="PIPELINE.yaml [KEY=VALUE]...",
+                    help="A pipeline file (or shipped pipeline name) and overrides (STEP.KEY=VALUE for one step).",
+                    show_default=False)] = None,
+    force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Run a pipeline: finetune -> evaluate -> distill -> quantize -> export -> bench, stopping at the first failed gate (exit 5).
+
+    Examples:
+
+      nncli run quickstart
+
+      nncli run pipeline.yaml finetune.train.epochs=3 --force evaluate --json
+
+      nncli run ci.yaml evaluate.gates.min.accuracy=0.9 && nncli report runs/ci -o summary.md
+    """
+    def job():
+        from nncli.pipeline import runner as pipeline
+        from nncli.recipe.shipped import find_recipe
+
+        name, overrides = split_args(args)
+        if not name:
+            raise UsageError("nncli run needs a pipeline file", "e.g. nncli run quickstart (see nncli recipes list)")
+        return pipeline.run(find_recipe(name), overrides, force=force)
+
+    execute(ctx, job, json_out, quiet, debug, _render_pipeline)
+
+
+def _render_pipeline(r: dict) -> None:
+    from rich.table import Table
+
+    from nncli.pipeline.runner import fmt
+
+    t = Table(title=f"pipeline {r.get('name') or ''}: {r.get('status')}")
+    for col in ("step", "command", "status", "seconds", "key numbers"):
+        t.add_column(col)
+    for s in r.get("steps", []):
+        nums = ", ".join(f"{k} {fmt(v)}" for k, v in (s.get("metrics") or {}).items())
+        t.add_row(s["name"], s["command"], s.get("status", ""), f"{s.get('seconds', 0):.1f}", nums)
+    stdout().print(t)
+    stdout().print(f"report: {r.get('output')}/report.json", markup=False)
+
+
+@app.command("report")
+def report_cmd(
+    ctx: typer.Context,
+    runs: Annotated[list[str], typer.Argument(help="Run directories (finetune, distill, evaluate, quantize, export, bench, drift, pipeline).")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the Markdown summary here (for a pull-request comment).")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Print runs side by side (metrics, sizes, speeds) and write a Markdown summary fit for a pull-request comment.
+
+    Examples:
+
+      nncli report runs/quickstart/finetune
+
+      nncli report runs/main runs/pr-123 -o summary.md
+    """
+    def job():
+        from nncli.pipeline import summary
+
+        return summary.run(runs, output)
+
+    def render(r):
+        from rich.table import Table
+
+        from nncli.pipeline.summary import COLUMNS, fmt
+
+        cols = [(k, h) for k, h in COLUMNS if any(x.get(k) is not None for x in r["runs"])]
+        t = Table(title="nncli report")
+        for _, h in cols:
+            t.add_column(h)
+        for x in r["runs"]:
+            t.add_row(*[fmt(x.get(k)) for k, _ in cols])
+        stdout().print(t)
+        if r.get("output"):
+            stdout().print(f"markdown: {r['output']}", markup=False)
+
+    execute(ctx, job, json_out, quiet, debug, render)

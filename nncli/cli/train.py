@@ -1,0 +1,365 @@
+"""nncli finetune, distill, sweep and validate."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from nncli.cli.app import app
+from nncli.cli.args import columns, split_args
+from nncli.cli.options import (
+    ArgsArg,
+    DataOpt,
+    DebugOpt,
+    JsonOpt,
+    LabelColOpt,
+    MaxOpt,
+    MinOpt,
+    ModelOpt,
+    OutputOpt,
+    PairColOpt,
+    QuietOpt,
+    TestOpt,
+    TextColOpt,
+    ValidationOpt,
+)
+from nncli.cli.output import execute, stdout
+from nncli.core import console
+from nncli.core.errors import UsageError
+
+# ---------------------------------------------------------------------------------------------- finetune
+
+@app.command()
+def finetune(
+    ctx: typer.Context,
+    args: ArgsArg = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    validation: ValidationOpt = None,
+    test: TestOpt = None,
+    text_column: TextColOpt = None,
+    text_pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    output: OutputOpt = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Training epochs (early stopping may end sooner).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="lora or full.")] = None,
+    task: Annotated[Optional[str], typer.Option(help="sequence-classification (default) or causal-lm.")] = None,
+    prompt_column: Annotated[Optional[str], typer.Option(help="causal-lm: prompt column (with --completion-column).")] = None,
+    completion_column: Annotated[Optional[str], typer.Option(help="causal-lm: completion column (loss on completions only).")] = None,
+    messages_column: Annotated[Optional[str], typer.Option(help="causal-lm: chat column, a list of {role, content}.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Truncate texts to this many tokens.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same metrics on CPU).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run the pre-flight checks only.")] = False,
+    find_lr: Annotated[bool, typer.Option("--find-lr", help="Run a learning-rate range test, plot it and suggest a rate (no training).")] = False,
+    use_found_lr: Annotated[bool, typer.Option("--use-found-lr", help="Run the range test, then train with its suggested rate.")] = False,
+    min_: MinOpt = None,
+    max_: MaxOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Fine-tune a text classifier (or, with --task causal-lm, a language model), LoRA by default, with an honest report.
+
+    Examples:
+
+      nncli finetune reviews
+
+      nncli finetune --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv --text-column review --label-column stars -o runs/stars
+
+      nncli finetune my.yaml train.lr=1e-3 train.epochs=5 --min test.macro_f1=0.6 --json
+
+      nncli finetune --task causal-lm --model Qwen/Qwen2.5-0.5B --data chats.jsonl --messages-column messages -o runs/chat
+    """
+    def job():
+        from nncli.core.report import parse_gate_flags, parse_gates
+        from nncli.recipe.load import load_recipe
+        from nncli.recipe.shipped import find_recipe
+        from nncli.train import finetune as ft
+
+        recipe_name, overrides = split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+                 "data.text_column": columns(text_column),
+                 "data.text_pair_column": text_pair_column, "data.label_column": label_column, "output": output,
+                 "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
+                 "data.max_length": max_length, "train.seed": seed, "task": task, "data.prompt_column": prompt_column,
+                 "data.completion_column": completion_column, "data.messages_column": messages_column}
+        recipe = load_recipe("finetune", path, overrides, flags)
+        gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
+                            {**recipe.gates.max, **parse_gate_flags(max_, "max")})
+        return ft.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run, gates=gates,
+                      find_lr="use" if use_found_lr else ("report" if find_lr else None))
+
+    execute(ctx, job, json_out, quiet, debug, _render_finetune)
+
+
+def _render_finetune(report: dict) -> None:
+    from rich.table import Table
+
+    out = stdout()
+    if report.get("task") == "find-lr":
+        f = report["lr_finder"]
+        out.print(f"suggested learning rate: {f['suggested_lr']:.3g} (steepest descent at {f['steepest_lr']:.3g}, lowest loss at "
+                  f"{f['min_loss_lr']:.3g}); curve: {report['artifacts'].get('lr_finder')}; train with it: --use-found-lr "
+                  f"or train.lr={f['suggested_lr']:.3g}", markup=False)
+        return
+    if report.get("finetune_task") == "causal-lm" or (report.get("status") == "dry-run" and "estimate" not in report):
+        if report.get("status") == "dry-run":
+            out.print("pre-flight passed: " + "; ".join(f"{k} {v['examples']} examples ({v['truncated']} truncated)"
+                                                       for k, v in report["data"].items()), markup=False)
+            return
+        t = Table(title=f"{report.get('name') or 'run'}: {report['status']} (causal LM)")
+        for col in ("split", "loss", "perplexity"):
+            t.add_column(col)
+        for split, m in report.get("metrics", {}).items():
+            t.add_row(split, f"{m['loss']:.4f}", f"{m['perplexity']:.3f}")
+        out.print(t)
+        for smp in report.get("samples", [])[:3]:
+            out.print(f"sample: {smp['prompt'][-80:]!r} -> {smp['generated'][:120]!r}", markup=False)
+        for g in report.get("gates", []):
+            out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}")
+        return
+    if report.get("status") == "dry-run":
+        out.print(f"pre-flight passed: {len(report['warnings'])} warning(s); estimate "
+                  f"{report['estimate']['peak_memory_gb']} GB peak, ~{report['estimate']['seconds_per_epoch']:.0f}s per epoch")
+        return
+    t = Table(title=f"{report.get('name') or 'run'}: {report['status']}")
+    for col in ("split", "accuracy", "macro-F1", "loss", "majority acc", "TF-IDF+LR F1"):
+        t.add_column(col)
+    for split, m in report.get("metrics", {}).items():
+        maj = report.get("baselines", {}).get("majority_class", {}).get(split, {})
+        tf = report.get("baselines", {}).get("tfidf_logreg", {}).get(split, {})
+        t.add_row(split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}",
+                  f"{maj.get('accuracy', float('nan')):.4f}", f"{tf.get('macro_f1', float('nan')):.4f}")
+    out.print(t)
+    for g in report.get("gates", []):
+        out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}")
+    tm = report.get("timings", {})
+    if tm:
+        out.print(f"{tm.get('train_samples_per_second')} samples/s, {tm.get('wall_seconds')}s wall; "
+                  f"artifacts: {', '.join(report.get('artifacts', {}))}")
+
+
+
+# ---------------------------------------------------------------------------------------------- distill
+
+@app.command()
+def distill(
+    ctx: typer.Context,
+    args: ArgsArg = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="The fine-tuned teacher: a run directory or model directory.")] = None,
+    student: Annotated[Optional[str], typer.Option("--student", help="layers=N (teacher layers kept), hidden=H, both, or a model (default layers=3).")] = None,
+    data: DataOpt = None,
+    validation: ValidationOpt = None,
+    test: TestOpt = None,
+    text_column: TextColOpt = None,
+    text_pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    output: OutputOpt = None,
+    transfer_data: Annotated[Optional[str], typer.Option("--transfer-data", help="Unlabelled texts the teacher labels for the student.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Soft-target weight (default 0.5).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Soft-target temperature (default 2).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Training epochs (early stopping may end sooner).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    control: Annotated[Optional[bool], typer.Option("--control/--no-control", help="Also train the student without the teacher (default on).")] = None,
+    min_retention: Annotated[Optional[float], typer.Option("--min-retention", help="Gate: fail (exit 5) if student/teacher metric is below this (e.g. 0.97).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    min_: MinOpt = None,
+    max_: MaxOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Distil a fine-tuned teacher into a smaller, faster student; report retention, speed-up and the gain over no teacher.
+
+    Examples:
+
+      nncli distill --teacher runs/quickstart/finetune --student layers=3 --data recipes/data/reviews/train.csv -o runs/student
+
+      nncli distill --teacher runs/big --student layers=2 --data train.csv --transfer-data unlabelled.csv --min-retention 0.97
+
+      nncli distill my-distill.yaml distill.alpha=0.9 distill.temperature=4 --json
+    """
+    def job():
+        from nncli.core.report import check_gate_metrics, parse_gate_flags, parse_gates
+        from nncli.recipe.load import load_recipe
+        from nncli.recipe.shipped import find_recipe
+        from nncli.train import distill as ds
+
+        recipe_name, overrides = split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"teacher": teacher, "student": student, "data.train": data, "data.validation": validation, "data.test": test,
+                 "data.text_column": columns(text_column), "data.text_pair_column": text_pair_column,
+                 "data.label_column": label_column, "output": output, "distill.transfer_data": transfer_data,
+                 "distill.alpha": alpha, "distill.temperature": temperature, "train.epochs": epochs, "train.lr": lr,
+                 "distill.control": control}
+        recipe = load_recipe("distill", path, overrides, flags)
+        mins = {**recipe.gates.min, **parse_gate_flags(min_, "min")}
+        if min_retention is not None:
+            mins["retention"] = min_retention
+        gates = parse_gates(mins, {**recipe.gates.max, **parse_gate_flags(max_, "max")})
+        check_gate_metrics(gates, ds.known_metrics(bool(recipe.data.test or recipe.data.test_split)))
+        return ds.run(recipe, resume=resume, overwrite=overwrite, gates=gates)
+
+    execute(ctx, job, json_out, quiet, debug, _render_distill)
+
+
+def _render_distill(r: dict) -> None:
+    from rich.table import Table
+
+    d = r.get("distill")
+    if not d:
+        return _render_finetune(r)
+    split = d["split"]
+    t = Table(title=f"distill: {r.get('status')} ({split} split)")
+    for col in ("model", "parameters", "w/o embeddings", "MB", "batch-1 ms", "batch-32 /s", "accuracy", "macro-F1"):
+        t.add_column(col)
+    for name in ("teacher", "student"):
+        x = d[name]
+        m = x["metrics"][split]
+        t.add_row(name, f"{x['parameters']['total']:,}", f"{x['parameters']['without_embeddings']:,}", f"{x['size_mb']:.1f}",
+                  f"{x['latency_ms_batch1']:.1f}", f"{x['throughput_per_second']:.1f}", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
+    if "control" in d:
+        m = d["control"]["metrics"][split]
+        t.add_row("student, no teacher", "", "", "", "", "", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
+    out = stdout()
+    out.print(t)
+    out.print(f"retention: accuracy {d['retention']['accuracy']:.3f}, macro-F1 {d['retention']['macro_f1']:.3f}; "
+              f"throughput {d['speedup_throughput']:.2f}x" + (f"; gain over control (macro-F1) {d['gain_over_control']['macro_f1'] * 100:+.2f} pts"
+                                                            if "gain_over_control" in d else ""))
+
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    args: ArgsArg = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    validation: ValidationOpt = None,
+    test: TestOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    trials: Annotated[int, typer.Option(help="Trial budget (shared by every worker on the study).")] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Validation metric to optimise: macro_f1, accuracy or loss.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Study storage URL (default: sqlite in the sweep directory).")] = None,
+    study_name: Annotated[Optional[str], typer.Option(help="Study name (workers sharing a storage must use the same).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Sweep directory (default runs/<name>-sweep).")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Search hyperparameters with Optuna (TPE + pruning on the validation metric); each trial is a finetune run.
+
+    Examples:
+
+      nncli sweep reviews --trials 20 -o runs/sweep
+
+      nncli sweep my.yaml --trials 50 --storage postgresql://user@db/sweeps --study-name reviews-v2   # on several machines
+
+      nncli sweep --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv --trials 10 --metric accuracy --json
+    """
+    def job():
+        from nncli.recipe.load import load_recipe
+        from nncli.recipe.shipped import find_recipe
+        from nncli.train import sweep as sw
+
+        recipe_name, overrides = split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+                 "data.text_column": columns(text_column), "data.label_column": label_column}
+        recipe = load_recipe("finetune", path, overrides, flags)
+        return sw.run(recipe, trials=trials, timeout=timeout, metric=metric, storage=storage, study_name=study_name, output=output)
+
+    def render(r):
+        from rich.table import Table
+
+        t = Table(title=f"sweep {r['study']['name']}: best trial {r['best']['number']} ({r['study']['metric']} {r['best']['value']:.4f})")
+        for col in ("trial", "state", "value", "parameters"):
+            t.add_column(col)
+        for x in r["trials"]:
+            t.add_row(str(x["number"]), x["state"], "-" if x["value"] is None else f"{x['value']:.4f}",
+                      ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in x["params"].items()))
+        out = stdout()
+        out.print(t)
+        if r["best"].get("test"):
+            out.print("best trial on the test split: " + ", ".join(f"{k} {v:.4f}" for k, v in r["best"]["test"].items()), markup=False)
+        out.print(f"best run: {r['best']['run_dir']}", markup=False)
+
+    execute(ctx, job, json_out, quiet, debug, render)
+
+
+
+# ---------------------------------------------------------------------------------------------- validate
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    args: ArgsArg = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    validation: ValidationOpt = None,
+    test: TestOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (leakage, duplicates, truncation...) as failures (exit 3).")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Pre-flight a finetune recipe: schema, data, labels, leakage, token lengths, memory and time estimate.
+
+    Examples:
+
+      nncli validate reviews
+
+      nncli validate my.yaml data.max_length=256 --strict --json
+    """
+    def job():
+        from nncli.core.errors import InputError
+        from nncli.recipe.load import load_recipe
+        from nncli.recipe.shipped import find_recipe
+        from nncli.train import preflight
+
+        recipe_name, overrides = split_args(args)
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+                 "data.text_column": columns(text_column),
+                 "data.label_column": label_column}
+        from nncli.recipe.shipped import recipe_command
+
+        cmd = recipe_command(path) if path else "finetune"
+        if cmd not in ("finetune", "distill"):
+            raise UsageError(f"nncli validate checks finetune and distill recipes; {path} is a '{cmd}' recipe",
+                             f"run it with: nncli {cmd} {path}")
+        recipe = load_recipe(cmd, path, overrides, flags)
+        if cmd == "distill":
+            from nncli.train.distill import preflight_recipe
+
+            recipe = preflight_recipe(recipe)
+        if recipe.task == "causal-lm":
+            from nncli.train import lm
+
+            r = lm.run(recipe, dry_run=True)
+            lines = [f"{k}: {v['examples']} examples, {v['target_tokens']} target tokens, {v['truncated']} truncated"
+                     for k, v in r["data"].items()]
+            return {"status": "ok", "exit_code": 0, "warnings": [], "data": r["data"], "summary": "\n".join(lines)}
+        pf = preflight.run(recipe)
+        for w in pf.warnings:
+            console.warn(w)
+        result = {"status": "ok", "exit_code": 0, "warnings": pf.warnings, "data": pf.summary, "estimate": pf.estimate}
+        if strict and pf.warnings:
+            raise InputError(f"{len(pf.warnings)} warning(s) with --strict", "fix the data, or drop --strict", details=pf.warnings)
+        result["summary"] = preflight.render(pf)
+        return result
+
+    execute(ctx, job, json_out, quiet, debug, lambda r: stdout().print(r["summary"] + f"\nok: {len(r['warnings'])} warning(s)", markup=False))

@@ -1,0 +1,1 @@
+"""Deployment: export, quantize, bench, predict, generate."""

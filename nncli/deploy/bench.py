@@ -1,0 +1,195 @@
+"""`nncli bench`: latency percentiles and throughput per batch size and sequence length, across backends
+and models side by side, with a machine fingerprint, a latency-vs-throughput plot and a regression gate.
+
+Timing discipline: warm-up runs first, then repeats until both a minimum count and a minimum time are
+reached; inputs have exactly the requested sequence length (real text tokens, repeated), so padding
+never flatters one backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nncli.core import console
+from nncli.core.errors import GateFailed, InputError, UsageError
+from nncli.core.rundir import RunDir
+from nncli.core.report import Timer, base_report, environment, now
+from nncli.core.atomic import atomic_write_bytes
+
+SAMPLE_TEXT = ("The battery lasts two days, the screen is sharp and bright, but the speaker crackles at high volume "
+               "and the case scratches easily. Delivery was quick and support answered within an hour. ")
+
+
+def make_batch(clf, batch_size: int, seq_len: int) -> dict:
+    """Inputs of exactly seq_len tokens built from real text (the first tokens of a repeated review)."""
+    enc = clf._tok([SAMPLE_TEXT * max(1, seq_len // 20)], None, truncation=True, max_length=seq_len)
+    ids = list(enc["input_ids"][0])
+    if len(ids) < seq_len:
+        ids = (ids * (seq_len // len(ids) + 1))[:seq_len]
+    batch = {"input_ids": np.tile(np.array(ids, dtype=np.int64), (batch_size, 1)),
+             "attention_mask": np.ones((batch_size, seq_len), dtype=np.int64),
+             "token_type_ids": np.zeros((batch_size, seq_len), dtype=np.int64)}
+    return {k: v for k, v in batch.items() if k in clf.info["inputs"]}
+
+
+def measure(fn, *, warmup: int = 3, min_repeats: int = 10, min_seconds: float = 2.0, max_repeats: int = 1000) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < min_seconds and len(times) < max_repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "repeats": len(times)}
+
+
+def bench_classifier(clf, batch_sizes: list[int], seq_lens: list[int], **timing) -> list[dict]:
+    rows = []
+    limit = clf.max_length
+    for s in seq_lens:
+        if s > limit:
+            console.warn(f"{clf.name}: sequence length {s} exceeds the model's {limit} positions; skipped")
+            continue
+        for b in batch_sizes:
+            batch = make_batch(clf, b, s)
+            m = measure(lambda: clf._forward(batch), **timing)
+            m["throughput_per_second"] = b / (m["p50_ms"] / 1000)
+            rows.append({"model": clf.name, "backend": clf.backend, "batch_size": b, "seq_len": s, **m})
+            console.log(f"  {Path(clf.name).name} [{clf.backend}] batch {b} x {s} tokens: p50 {m['p50_ms']:.1f} ms, "
+                        f"{m['throughput_per_second']:.1f} examples/s")
+    return rows
+
+
+def machine() -> dict:
+    from nncli.core.machine import cpu_flags, cpu_name
+
+    flags = cpu_flags()
+    features = {"avx2": "avx2" in flags, "avx512": "avx512f" in flags, "vnni": bool({"avx512_vnni", "avx_vnni"} & flags),
+                "avx512_bf16": "avx512_bf16" in flags, "amx": bool({"amx_tile", "amx_int8"} & flags)}
+    if features["amx"]:
+        note = "AMX tiles are present: int8 and bf16 matrix products have dedicated hardware; expect large int8 gains."
+    elif features["vnni"]:
+        note = "VNNI is present (no AMX): int8 dot products run in one instruction; expect 2-3x from int8 on encoder matmuls."
+    elif features["avx2"]:
+        note = "No VNNI: int8 matmuls emulate with AVX2 and gain little over fp32; int8 mainly saves memory here."
+    else:
+        note = "No AVX2/VNNI: int8 will likely be slower than fp32 on this CPU."
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "features": features, "int8_note": note}
+
+
+def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threads: int | None = None, torch_int8: bool = False,
+        output: str | None = None, overwrite: bool = False, baseline: str | None = None, fail_if_slower: float | None = None,
+        min_seconds: float = 2.0, min_repeats: int = 10) -> dict:
+    from nncli.io.inference import load_classifier, quantize_dynamic_int8, release
+
+    timer = Timer()
+    if fail_if_slower is not None and not baseline:
+        raise UsageError("--fail-if-slower needs --baseline OLD/report.json", "pass the report of an earlier nncli bench run")
+    base = _read_baseline(baseline) if baseline else None
+    out = RunDir(output) if output else None
+    if out:
+        out.prepare(overwrite=overwrite)
+    fp = machine()
+    console.log(f"machine: {fp['cpu']}, {fp['cores']} cores; {fp['int8_note']}")
+    rows = []
+    for name in models:
+        clf = load_classifier(name, threads=threads)
+        rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
+        if torch_int8 and clf.backend == "torch":
+            clf._model = quantize_dynamic_int8(clf._model)
+            clf.backend = "torch-int8"
+            rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
+        release(clf)  # one engine alive at a time: idle ONNX Runtime threads spin and would slow the next model
+    report = base_report("bench")
+    report.update(results=rows, machine=fp, environment=environment(threads), settings={
+        "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "min_seconds": min_seconds, "min_repeats": min_repeats,
+        "load_average": list(os.getloadavg())})
+    if base is not None:
+        report["regressions"], report["gates"] = _compare(rows, base, fail_if_slower)
+    failed = [g for g in report["gates"] if not g["passed"]]
+    report.update(status="failed" if failed else "succeeded", exit_code=5 if failed else 0, finished_at=now(),
+                  timings={"wall_seconds": timer()})
+    if out:
+        _plot(out / "latency_throughput.png", rows)
+        report["artifacts"] = {"plot": "latency_throughput.png", "report": "report.json"}
+        out.write_json("report.json", report)
+    if failed:
+        worst = min(failed, key=lambda g: g["value"])
+        raise GateFailed(f"{len(failed)} configuration(s) slower than the baseline by more than {fail_if_slower:.0%} "
+                         f"(worst: {worst['metric']} at {worst['value']:.2f}x)", "see the regressions in report.json", report=report)
+    return report
+
+
+def _read_baseline(path: str) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "report.json"
+    try:
+        rep = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError(f"baseline not found: {path}", "pass the report.json of an earlier nncli bench --output run")
+    except (OSError, ValueError) as e:
+        raise InputError(f"baseline {path} is not readable JSON ({e})", "pass the report.json of an earlier nncli bench run")
+    if rep.get("task") != "bench" or "results" not in rep:
+        raise InputError(f"baseline {path} is not an nncli bench report (task={rep.get('task')!r})",
+                         "pass the report.json written by nncli bench --output")
+    return rep
+
+
+def _key(r: dict) -> tuple:
+    return (Path(r["model"].rstrip("/")).name, r["backend"], r["batch_size"], r["seq_len"])
+
+
+def _compare(rows: list[dict], base: dict, fail_if_slower: float | None) -> tuple[list[dict], list[dict]]:
+    old = {_key(r): r for r in base["results"]}
+    comparisons, gates = [], []
+    for r in rows:
+        o = old.get(_key(r))
+        if o is None:
+            continue
+        ratio = r["throughput_per_second"] / o["throughput_per_second"]
+        comparisons.append({"model": r["model"], "backend": r["backend"], "batch_size": r["batch_size"], "seq_len": r["seq_len"],
+                            "throughput_ratio": ratio, "baseline_throughput": o["throughput_per_second"],
+                            "throughput": r["throughput_per_second"]})
+        if fail_if_slower is not None:
+            threshold = 1 - fail_if_slower
+            gates.append({"metric": f"throughput_ratio[{_key(r)[0]}/{r['backend']}/b{r['batch_size']}/s{r['seq_len']}]",
+                          "op": ">=", "threshold": threshold, "value": ratio, "passed": ratio >= threshold})
+    if not comparisons:
+        console.warn("the baseline has no configuration in common with this run (model name, backend, batch, length)")
+    return comparisons, gates
+
+
+def _plot(path: Path, rows: list[dict]) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    series: dict = {}
+    for r in rows:
+        series.setdefault((Path(r["model"].rstrip("/")).name, r["backend"], r["seq_len"]), []).append(r)
+    for (name, backend, s), rs in series.items():
+        rs = sorted(rs, key=lambda r: r["batch_size"])
+        ax.plot([r["p50_ms"] for r in rs], [r["throughput_per_second"] for r in rs], "o-", label=f"{name} [{backend}] {s} tok")
+        for r in rs:
+            ax.annotate(f"b{r['batch_size']}", (r["p50_ms"], r["throughput_per_second"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.set_xscale("log"), ax.set_xlabel("latency p50 (ms, log)"), ax.set_ylabel("throughput (examples/s)")
+    ax.set_title("latency vs throughput (labels: batch size)", fontsize=10), ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,1 @@
+"""Judging models and data: metrics, calibration, robustness, drift, explanations, audits."""

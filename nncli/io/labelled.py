@@ -1,0 +1,278 @@
+"""Texts and labels from tables: cleaning, label mapping, splits; every dropped row counted under a named reason."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nncli.core.errors import InputError, UsageError
+from nncli.io.tables import Table, is_local, read_table
+
+
+@dataclass
+class Split:
+    name: str
+    source: str
+    texts: list[str]
+    labels: list[int]
+    pairs: list[str] | None = None
+    rows_read: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, list] = field(default_factory=dict)  # other columns, kept for slices and audits
+    columns: dict[str, Any] = field(default_factory=dict)  # which columns were used
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class LabelledData:
+    train: Split
+    validation: Split
+    test: Split | None
+    label_names: list[str]
+    notes: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+    info: list[str] = field(default_factory=list)
+
+    def splits(self) -> list[Split]:
+        return [s for s in (self.train, self.validation, self.test) if s is not None]
+
+
+# ---------------------------------------------------------------------------------------------- cleaning and labels
+
+_WS = re.compile(r"\s+")
+_ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
+
+
+def clean_text(value: Any, clean: bool = True) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    s = value if isinstance(value, str) else str(value)
+    if not clean:
+        return s
+    for _ in range(2):  # double-escaped entities (&amp;#039;) are common in scraped text
+        if _ENTITY.search(s):
+            s = html.unescape(s)
+    s = s.strip()
+    while len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'" and s[0] not in s[1:-1].replace(s[0] * 2, ""):
+        s = s[1:-1].replace(s[0] * 2, s[0]).strip()
+    return _WS.sub(" ", s).strip()
+
+
+def normalise_label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    s = str(value).strip()
+    if s.lower() in ("", "nan", "none", "null", "na", "n/a"):
+        return None
+    if re.fullmatch(r"[+-]?\d+\.0*", s):
+        return str(int(float(s)))
+    return s
+
+
+def sort_labels(names: set[str]) -> list[str]:
+    if all(re.fullmatch(r"[+-]?\d+", n) for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def check_column(table: Table, column: str, key: str, role: str) -> None:
+    if column not in table.columns:
+        cols = list(table.columns)
+        close = difflib.get_close_matches(column, cols, n=1, cutoff=0.5) or [c for c in cols if c.lower() == column.lower()]
+        hint = f"did you mean '{close[0]}'? (set {key}={close[0]})" if close else f"set {key} to one of: {', '.join(map(str, cols))}"
+        raise UsageError(f"{key}: column '{column}' not found in {role} data {Path(table.source).name} "
+                         f"(columns: {', '.join(map(str, cols))})", hint)
+
+
+def pick_column(table: Table, column, key: str, role: str) -> str:
+    """A column name, or a list of candidates of which the first one present is used (files that name it differently)."""
+    candidates = [column] if isinstance(column, str) else list(column)
+    for c in candidates:
+        if c in table.columns:
+            return c
+    check_column(table, " | ".join(candidates) if len(candidates) > 1 else candidates[0], key, role)
+    return candidates[0]  # not reached
+
+
+def to_split(table: Table, name: str, text_column, label_column, pair_column: str | None = None,
+             clean: bool = True, keep_columns: bool = True, key_prefix: str = "data") -> tuple[Split, list[str | None]]:
+    """Clean rows, dropping (and counting) rows with an empty text or a missing label. Returns the split and raw label names."""
+    text_column = pick_column(table, text_column, f"{key_prefix}.text_column", name)
+    if label_column:
+        label_column = pick_column(table, label_column, f"{key_prefix}.label_column", name)
+    if pair_column:
+        check_column(table, pair_column, f"{key_prefix}.text_pair_column", name)
+    texts, pairs, names, keep = [], [], [], []
+    dropped = {"empty_text": 0, "missing_label": 0}
+    raw_texts = table.columns[text_column]
+    raw_pairs = table.columns[pair_column] if pair_column else None
+    raw_labels = table.columns[label_column] if label_column else [None] * len(raw_texts)
+    for i, raw in enumerate(raw_texts):
+        t = clean_text(raw, clean)
+        p = clean_text(raw_pairs[i], clean) if raw_pairs is not None else None
+        lab = normalise_label(raw_labels[i]) if label_column else None
+        if not t.strip():
+            dropped["empty_text"] += 1
+            continue
+        if label_column and lab is None:
+            dropped["missing_label"] += 1
+            continue
+        texts.append(t)
+        if raw_pairs is not None:
+            pairs.append(p or "")
+        names.append(lab)
+        keep.append(i)
+    extra = {}
+    if keep_columns:
+        for c, vals in table.columns.items():
+            if c not in (text_column, pair_column):
+                extra[str(c)] = [vals[i] for i in keep]
+    split = Split(name, table.source, texts, [], pairs if raw_pairs is not None else None, table.n_rows,
+                  {k: v for k, v in dropped.items() if v}, extra)
+    split.columns = {"text": text_column, "label": label_column, "text_pair": pair_column}
+    return split, names
+
+
+def _split_note(split: Split) -> str | None:
+    if not split.dropped:
+        return None
+    parts = ", ".join(f"{n} with {k.replace('_', ' ')}" for k, n in split.dropped.items())
+    return f"{split.name}: {split.rows_read} rows read, {len(split)} kept; dropped {parts}"
+
+
+# ---------------------------------------------------------------------------------------------- the whole labelled set
+
+def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) -> LabelledData:
+    """Load train/validation/test per a DataSpec. Validation defaults to a stratified, seeded split of train."""
+    notes: list[str] = []
+    train_t = read_table(data.train, role="train", encoding=data.encoding, config=data.config, split=data.train_split)
+    val_source = data.validation or (data.train if data.validation_split and not is_local(data.train) else None)
+    val_t = read_table(val_source, role="validation", encoding=data.encoding, config=data.config,
+                       split=data.validation_split or "validation") if val_source else None
+    test_source = data.test or (data.train if data.test_split and not is_local(data.train) else None)
+    test_t = read_table(test_source, role="test", encoding=data.encoding, config=data.config,
+                        split=data.test_split or "test") if test_source else None
+    info: list[str] = []
+    for t in (train_t, val_t, test_t):
+        if t is not None:
+            notes.extend(t.notes)
+            info.extend(t.info)
+
+    args = dict(text_column=data.text_column, label_column=data.label_column, pair_column=data.text_pair_column,
+                clean=data.clean_text)
+    train, train_names = to_split(train_t, "train", **args)
+    if data.max_train_samples and data.max_train_samples < len(train):
+        import random
+
+        idx = sorted(random.Random(seed).sample(range(len(train)), data.max_train_samples))
+        train, train_names = subset(train, idx), [train_names[i] for i in idx]
+        notes.append(f"train: using a seeded random subset of {len(train)} rows (data.max_train_samples)")
+    if len(train) == 0:
+        raise InputError(f"train data {Path(train_t.source).name} has no usable rows ({train_t.n_rows} read, all empty "
+                         "or unlabelled)", f"check data.text_column={data.text_column} and data.label_column={data.label_column}")
+    names = set(train_names)
+    if label_names is None:
+        if len(names) < 2:
+            raise InputError(f"train data has a single class ({next(iter(names))!r}): a classifier needs at least two",
+                             "check data.label_column, or add examples of the other classes")
+        label_names = sort_labels(names)
+    label2id = {n: i for i, n in enumerate(label_names)}
+    train.labels = _map_labels(train_names, label2id, "train", train_t.source)
+
+    if val_t is not None:
+        validation, val_names = to_split(val_t, "validation", **args)
+        validation.labels = _map_labels(val_names, label2id, "validation", val_t.source)
+    else:
+        train, validation = stratified_split(train, data.validation_fraction, seed, notes)
+    test = None
+    if test_t is not None:
+        test, test_names = to_split(test_t, "test", **args)
+        test.labels = _map_labels(test_names, label2id, "test", test_t.source)
+    for s in (train, validation, test):
+        if s is not None:
+            if len(s) == 0:
+                raise InputError(f"{s.name} data {Path(s.source).name} has no usable rows ({s.rows_read} read, all empty "
+                                 "or unlabelled)", f"check data.text_column={data.text_column} and data.label_column={data.label_column}")
+            note = _split_note(s)
+            if note:
+                notes.append(note)
+    fp = hashlib.sha256("|".join([t.fingerprint for t in (train_t, val_t, test_t) if t] +
+                                 [str(data.text_column), str(data.label_column), str(data.text_pair_column), str(data.clean_text),
+                                  str(data.max_train_samples), str(data.validation_fraction), str(seed)]).encode()).hexdigest()[:16]
+    return LabelledData(train, validation, test, label_names, notes, fp, info + [n for n in notes if is_info(n)])
+
+
+def is_info(note: str) -> bool:
+    return note.startswith(("validation: a stratified", "train: using a seeded random subset"))
+
+
+def _map_labels(names: list[str | None], label2id: dict[str, int], role: str, source: str) -> list[int]:
+    unseen: dict[str, int] = {}
+    for n in names:
+        if n not in label2id:
+            unseen[str(n)] = unseen.get(str(n), 0) + 1
+    if unseen:
+        listing = ", ".join(f"{k!r} ({v} rows)" for k, v in sorted(unseen.items(), key=lambda kv: -kv[1])[:5])
+        raise InputError(f"{role} data {Path(source).name} has labels the model was not trained on: {listing}; "
+                         f"known labels: {', '.join(label2id)}",
+                         "fix or drop those rows, or include the labels in the training data")
+    return [label2id[n] for n in names]
+
+
+def subset(split: Split, idx: list[int]) -> Split:
+    return Split(split.name, split.source, [split.texts[i] for i in idx], [split.labels[i] for i in idx] if split.labels else [],
+                 [split.pairs[i] for i in idx] if split.pairs is not None else None, split.rows_read, dict(split.dropped),
+                 {k: [v[i] for i in idx] for k, v in split.extra.items()})
+
+
+def stratified_split(train: Split, fraction: float, seed: int, notes: list[str]) -> tuple[Split, Split]:
+    from collections import Counter
+
+    from sklearn.model_selection import train_test_split
+
+    idx = list(range(len(train)))
+    counts = Counter(train.labels)
+    n_val = max(len(counts), int(round(len(idx) * fraction)))
+    if len(idx) - n_val < len(counts):
+        raise InputError(f"train data has only {len(idx)} usable rows: too few to hold out a validation split",
+                         "add data, or pass a separate validation file (--validation)")
+    stratify = train.labels if min(counts.values()) >= 2 else None
+    if stratify is None:
+        rare = [k for k, v in counts.items() if v < 2]
+        notes.append(f"validation split is not stratified: {len(rare)} class(es) have a single example")
+    tr, va = train_test_split(idx, test_size=n_val, random_state=seed, shuffle=True, stratify=stratify)
+    a, b = subset(train, sorted(tr)), subset(train, sorted(va))
+    b.name = "validation"
+    b.rows_read = 0
+    notes.append(f"validation: a stratified {fraction:.0%} split of train ({len(b)} rows, seed {seed})")
+    return a, b
+
+
+def read_texts(source: str, text_column: str, *, role: str = "data", encoding: str = "utf-8", clean: bool = True,
+               label_column: str | None = None, config: str | None = None, split: str = "train",
+               key_prefix: str = "data") -> tuple[Split, list[str | None], Table]:
+    """Read one file of texts (labels optional) for predict/evaluate/drift-style commands."""
+    table = read_table(source, role=role, encoding=encoding, config=config, split=split)
+    s, names = to_split(table, role, text_column, label_column, clean=clean, key_prefix=key_prefix)
+    if len(s) == 0:
+        raise InputError(f"{role} data {Path(source).name} has no usable rows ({s.rows_read} read, all empty)",
+                         f"check the text column ({text_column})")
+    return s, names, table

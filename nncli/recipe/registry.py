@@ -1,0 +1,25 @@
+"""Which schema each command uses, and which keys hold paths (resolved against the recipe's folder)."""
+
+from __future__ import annotations
+
+from nncli.recipe.base import Strict
+from nncli.recipe.deploy import BenchRecipe, ExportRecipe, QuantizeRecipe
+from nncli.recipe.evaluate import DriftRecipe, EvaluateRecipe
+from nncli.recipe.finetune import DistillRecipe, FinetuneRecipe
+from nncli.recipe.pipeline import PipelineRecipe
+
+SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe,
+                                    "quantize": QuantizeRecipe, "drift": DriftRecipe,
+                                    "distill": DistillRecipe, "bench": BenchRecipe, "pipeline": PipelineRecipe}
+
+# Keys in each schema whose values are paths that should be resolved relative to the recipe file.
+PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)],
+             "evaluate": [("data", "path"), ("data", "validation"), ("models",), ("output",)],
+             "export": [("model",), ("parity", "data"), ("output",)],
+             "quantize": [("model",), ("data", "path"), ("output",)],
+             "drift": [("reference",), ("current",), ("model",), ("output",)],
+             "bench": [("models",), ("output",), ("baseline",)],
+             "pipeline": [("output",)],
+             "distill": [("data", "train"), ("data", "validation"), ("data", "test"), ("teacher",), ("output",),
+                         ("distill", "transfer_data"), ("distill", "cache_dir")]}
+PATH_KEYS["finetune"] = PATH_KEYS["finetune"] + [("data", "augment", "synonyms")]

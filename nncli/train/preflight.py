@@ -1,0 +1,212 @@
+"""Pre-flight checks before any training: data, labels, leakage, lengths, and a memory/time estimate.
+
+`nncli validate RECIPE` runs these and stops; `nncli finetune` runs them first so that data errors
+surface in seconds, not after an hour of training. Problems are collected and reported together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nncli.io.labelled import LabelledData, load_labelled
+from nncli.core.errors import EnvironmentProblem, InputError, NncliError, UsageError
+
+
+@dataclass
+class Preflight:
+    data: LabelledData | None = None
+    model_path: str | None = None
+    tokenizer: object = None
+    config: object = None
+    warnings: list[str] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    estimate: dict = field(default_factory=dict)
+
+
+def run(recipe, *, check_memory: bool = True) -> Preflight:
+    from nncli.io.models import check_tokenizer_matches, load_tokenizer, resolve
+
+    pf = Preflight()
+    errors: list[NncliError] = []
+    try:
+        pf.data = load_labelled(recipe.data, seed=recipe.train.seed)
+    except NncliError as e:
+        errors.append(e)
+    try:
+        resolved = resolve(recipe.model.name, recipe.model.revision, recipe.model.allow_pickle)
+        pf.model_path = resolved.path
+        from transformers import AutoConfig
+
+        pf.config = AutoConfig.from_pretrained(resolved.path, trust_remote_code=recipe.model.trust_remote_code)
+        pf.tokenizer = load_tokenizer(resolved.path, recipe.model.trust_remote_code)
+        check_tokenizer_matches(pf.tokenizer, pf.config, resolved.path)
+    except NncliError as e:
+        errors.append(e)
+    except ValueError as e:
+        errors.append(InputError(f"cannot read the model config of {recipe.model.name}: {str(e).splitlines()[0][:200]}",
+                                 "the architecture may need model.trust_remote_code=true"))
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        code = max(e.code for e in errors)
+        raise NncliError(f"{len(errors)} problems found before training", "fix them all, then run again",
+                         code=code, details=[e.message + (f" ({e.hint})" if e.hint else "") for e in errors])
+    _data_checks(pf, recipe)
+    _estimate(pf, recipe, check_memory)
+    return pf
+
+
+def _data_checks(pf: Preflight, recipe) -> None:
+    data = pf.data
+    w = pf.warnings
+    from nncli.io.labelled import is_info
+
+    w.extend(n for n in data.notes if not is_info(n))
+    pf.info = list(data.info)
+    n_classes = len(data.label_names)
+    summary = {"label_names": data.label_names, "rows": {}, "class_counts": {}}
+    for s in data.splits():
+        summary["rows"][s.name] = {"read": s.rows_read, "kept": len(s), "dropped": s.dropped, "source": s.source,
+                                   "columns": s.columns}
+        counts = Counter(s.labels)
+        summary["class_counts"][s.name] = {data.label_names[i]: counts.get(i, 0) for i in range(n_classes)}
+    train_counts = Counter(data.train.labels)
+    smallest = min(train_counts.get(i, 0) for i in range(n_classes))
+    largest = max(train_counts.values())
+    majority_share = largest / len(data.train)
+    summary["majority_share"] = round(majority_share, 4)
+    if smallest < 10:
+        rare = [data.label_names[i] for i in range(n_classes) if train_counts.get(i, 0) < 10]
+        w.append(f"train has fewer than 10 examples of: {', '.join(rare)}; expect unstable results for those classes")
+    if smallest and largest / smallest >= 5:
+        w.append(f"classes are imbalanced {largest}:{smallest} (largest:smallest) in train; "
+                 f"train.class_weights={recipe.train.class_weights}, and judge the run by macro-F1, not accuracy")
+    for s in data.splits():
+        if len(set(s.labels)) < n_classes and s.name != "train":
+            missing = [data.label_names[i] for i in range(n_classes) if i not in set(s.labels)]
+            w.append(f"{s.name} has no examples of: {', '.join(missing)}; its per-class metrics are undefined")
+    # duplicates and leakage
+    norm = lambda t: " ".join(t.lower().split())  # noqa: E731
+    train_keys = Counter(norm(t) for t in data.train.texts)
+    dupes = sum(c - 1 for c in train_keys.values() if c > 1)
+    summary["duplicates_in_train"] = dupes
+    if dupes:
+        conflict = _conflicting_duplicates(data.train, norm)
+        msg = f"train has {dupes} duplicate text(s)"
+        if conflict:
+            msg += f", {conflict} of them with different labels"
+        w.append(msg)
+    summary["overlap"] = {}
+    for s in (data.validation, data.test):
+        if s is None:
+            continue
+        overlap = sum(1 for t in s.texts if norm(t) in train_keys)
+        summary["overlap"][s.name] = overlap
+        if overlap:
+            w.append(f"leakage: {overlap} of {len(s)} {s.name} texts ({overlap / len(s):.1%}) also appear in train; "
+                     f"{s.name} metrics will be optimistic")
+    # token lengths
+    tok = pf.tokenizer
+    sample = data.train.texts if len(data.train) <= 20000 else data.train.texts[:: max(1, len(data.train) // 20000)]
+    pairs = None
+    if data.train.pairs is not None:
+        pairs = data.train.pairs if len(data.train) <= 20000 else data.train.pairs[:: max(1, len(data.train) // 20000)]
+    enc = tok(sample, pairs, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]
+    import numpy as np
+
+    lengths = np.array([len(x) for x in enc])
+    max_len = recipe.data.max_length
+    model_max = getattr(pf.config, "max_position_embeddings", None)
+    if model_max and max_len > model_max:
+        raise UsageError(f"data.max_length: {max_len} is longer than the model's {model_max} positions",
+                         f"set data.max_length={min(512, model_max)} or less")
+    truncated = float((lengths > max_len).mean())
+    summary["tokens"] = {"p50": int(np.percentile(lengths, 50)), "p90": int(np.percentile(lengths, 90)),
+                         "p99": int(np.percentile(lengths, 99)), "max": int(lengths.max()), "max_length": max_len,
+                         "truncated_share": round(truncated, 4),
+                         "mean_after_truncation": float(np.minimum(lengths, max_len).mean())}
+    if truncated > 0.1:
+        w.append(f"{truncated:.0%} of training texts are longer than data.max_length={max_len} tokens and will be "
+                 f"truncated (p90 {summary['tokens']['p90']}, max {summary['tokens']['max']}); consider a larger max_length")
+    elif truncated > 0:
+        summary["tokens"]["note"] = f"{truncated:.1%} of training texts will be truncated"
+    pf.summary = summary
+
+
+def _conflicting_duplicates(split, norm) -> int:
+    seen: dict[str, set] = {}
+    for t, y in zip(split.texts, split.labels):
+        seen.setdefault(norm(t), set()).add(y)
+    return sum(1 for v in seen.values() if len(v) > 1)
+
+
+def _estimate(pf: Preflight, recipe, check_memory: bool) -> None:
+    """Rough peak memory and time on this machine, calibrated on all-MiniLM-L6-v2 measurements here."""
+    cfg = pf.config
+    h = getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model", None) or getattr(cfg, "dim", 768)
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None) or getattr(cfg, "n_layers", 12)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None) or getattr(cfg, "n_heads", 12)
+    vocab = getattr(cfg, "vocab_size", 30000)
+    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None) or 4 * h
+    n_embed = vocab * h
+    n_layer_params = layers * (4 * h * h + 2 * h * inter)
+    n_params = n_embed + n_layer_params
+    b, s = recipe.train.batch_size, min(recipe.data.max_length, max(8, pf.summary["tokens"]["p99"]))
+    # activations kept for backward, fp32 (Korthikanti et al. 2022, per layer s*b*h*(34 + 5*a*s/h) at 2 bytes -> x2)
+    act = layers * s * b * h * (68 + 10 * heads * s / h) * (inter / (4 * h) * 0.5 + 0.5)
+    trainable = n_params if recipe.method == "full" else 2 * layers * 6 * recipe.lora.r * (h + inter) + 2 * h * h
+    state = 4 * n_params + 16 * trainable  # weights + grads + Adam moments
+    runtime = 650e6  # torch + transformers + tokenizers resident
+    peak = (runtime + state + act) * 1.15
+    tokens_epoch = pf.summary["tokens"]["mean_after_truncation"] * len(pf.data.train)
+    flops_per_token = (6 if recipe.method == "full" else 4) * n_layer_params + 6 * layers * s * h
+    threads = recipe.train.threads or os.cpu_count() or 1
+    rate = 70e9 * min(threads, os.cpu_count() or 1)  # ~140 GFLOP/s on 2 cores measured here
+    epoch_s = tokens_epoch * flops_per_token / rate
+    epochs = recipe.train.epochs
+    if recipe.train.max_steps:
+        steps_per_epoch = max(1, len(pf.data.train) // (b * recipe.train.gradient_accumulation))
+        epochs = min(epochs, recipe.train.max_steps / steps_per_epoch)
+    avail = _available_memory()
+    pf.estimate = {"parameters": int(n_params), "trainable_parameters": int(trainable), "peak_memory_gb": round(peak / 1e9, 2),
+                   "available_memory_gb": round(avail / 1e9, 1) if avail else None,
+                   "seconds_per_epoch": round(epoch_s, 1), "seconds_total_max": round(epoch_s * epochs * 1.15, 1)}
+    if check_memory and avail and peak > 0.9 * avail:
+        raise EnvironmentProblem(
+            f"this run needs about {peak / 1e9:.1f} GB of memory, more than the {avail / 1e9:.1f} GB available",
+            f"lower train.batch_size (e.g. {max(1, b // 4)}) with train.gradient_accumulation={recipe.train.gradient_accumulation * 4}, "
+            f"or a shorter data.max_length")
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def render(pf: Preflight) -> str:
+    s = pf.summary
+    lines = list(pf.info) + [f"labels: {', '.join(s['label_names'])}"]
+    for name, r in s["rows"].items():
+        counts = s["class_counts"][name]
+        dist = ", ".join(f"{k} {v}" for k, v in counts.items())
+        lines.append(f"{name}: {r['kept']} rows ({dist})")
+    t = s["tokens"]
+    lines.append(f"tokens: p50 {t['p50']}, p90 {t['p90']}, max {t['max']}; max_length {t['max_length']} "
+                 f"truncates {t['truncated_share']:.1%}")
+    e = pf.estimate
+    lines.append(f"estimate: peak memory ~{e['peak_memory_gb']} GB of {e['available_memory_gb']} GB available; "
+                 f"~{_fmt_s(e['seconds_per_epoch'])} per epoch, at most ~{_fmt_s(e['seconds_total_max'])} in all")
+    return "\n".join(lines)
+
+
+def _fmt_s(sec: float) -> str:
+    return f"{sec:.0f}s" if sec < 120 else f"{sec / 60:.0f} min" if sec < 7200 else f"{sec / 3600:.1f} h"
