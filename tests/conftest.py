@@ -7,6 +7,7 @@ no network. Models are 2 layers, hidden 32, built once per session.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 from pathlib import Path
@@ -22,7 +23,7 @@ os.environ.pop("NNCLI_DEBUG", None)
 # (the adaptive choice itself is unit-tested in test_finetune.py)
 os.environ["NNCLI_ADAPTIVE_THREADS"] = "0"
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(os.environ.get("NNCLI_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 POS = ["great", "wonderful", "excellent", "love", "superb", "happy", "fantastic", "delightful"]
 NEG = ["awful", "terrible", "broken", "hate", "poor", "refund", "useless", "disappointing"]
@@ -189,3 +190,51 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     GPT2LMHeadModel(cfg).save_pretrained(d, safe_serialization=True)
     tok.save_pretrained(d)
     return d
+
+
+# ---------------------------------------------------------------------------------------------- causal LMs
+
+FACTS = [("capital of france", "paris"), ("colour of the sky", "blue"), ("opposite of hot", "cold"), ("two plus two", "four")]
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, tiny_gpt2):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    d = tmp_path_factory.mktemp("tiny_llama")
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
+    tok.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>", "<|end|>"]})
+    tok.chat_template = TEMPLATE
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, max_position_embeddings=128, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def lm_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lm_data")
+    rng = random.Random(0)
+    out = {}
+    for split, n in (("train", 96), ("validation", 16)):
+        rows = [rng.choice(FACTS) for _ in range(n)]
+        with open(d / f"pc_{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["prompt", "completion"])
+            w.writerows([(f"question: the {q} is", f" {a}") for q, a in rows])
+        with open(d / f"chat_{split}.jsonl", "w") as f:
+            for q, a in rows:
+                f.write(json.dumps({"messages": [{"role": "user", "content": f"what is the {q}?"},
+                                                 {"role": "assistant", "content": a}]}) + "\n")
+        with open(d / f"text_{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text"])
+            w.writerows([(f"the {q} is {a} .",) for q, a in rows])
+        out[split] = {"pc": d / f"pc_{split}.csv", "chat": d / f"chat_{split}.jsonl", "text": d / f"text_{split}.csv"}
+    return out

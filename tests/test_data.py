@@ -10,7 +10,7 @@ from nncli.io.labelled import clean_text, load_labelled
 
 from nncli.io.tables import read_table
 from nncli.core.errors import InputError, UsageError
-from nncli.recipe.finetune import DataSpec
+from nncli.recipe.finetune import ClassifierData as DataSpec
 
 
 def spec(train, **kw) -> DataSpec:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nncli.train import distill as D
+from nncli.train import student as D
 
 from conftest import make_rows, write_csv
 
@@ -101,7 +101,7 @@ def test_distill_end_to_end_with_control_cache_and_gates(trained_run, tiny_data,
     assert code == 0, stderr
     r = json.loads(stdout)
     d = r["distill"]
-    assert r["task"] == "distill" and r["status"] == "succeeded"
+    assert r["command"] == "distill" and r["task"] == "sequence-classification" and r["status"] == "succeeded"
     assert d["student"]["parameters"]["total"] < d["teacher"]["parameters"]["total"]
     assert d["student"]["parameters"]["without_embeddings"] < d["teacher"]["parameters"]["without_embeddings"]
     for k in ("accuracy", "macro_f1"):

@@ -120,7 +120,7 @@ def test_causal_lm_perplexity_matches_manual(tiny_gpt2, tmp_path, cli):
     code, stdout, stderr = _eval(cli, tiny_gpt2, "--data", p, "--json")
     assert code == 0, stderr
     r = json.loads(stdout)
-    assert r["evaluation_task"] == "causal-lm"
+    assert r["command"] == "evaluate" and r["task"] == "causal-lm"
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2).eval()
     total, count = 0.0, 0

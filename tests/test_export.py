@@ -112,7 +112,7 @@ def test_causal_lm_onnx_export_with_past_key_values(tiny_gpt2, tmp_path, cli):
     code, stdout, stderr = cli("export", tiny_gpt2, "--output", out, "--data", texts, "--json")
     assert code == 0, stderr
     r = json.loads(stdout)
-    assert r["export_task"] == "causal-lm" and r["parity"]["max_abs_diff"] <= 1e-4
+    assert r["command"] == "export" and r["task"] == "causal-lm" and r["parity"]["max_abs_diff"] <= 1e-4
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])

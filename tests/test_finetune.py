@@ -103,7 +103,7 @@ def test_model_card_and_recipe_rerun(tiny_bert, tiny_data, tmp_path, cli):
 
 def test_tensorboard_event_files(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "tb"
-    code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.max_steps=4", "logging.tensorboard=true",
+    code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.max_steps=4", "logging.report_to=[tensorboard]",
                                          "logging.every_steps=1"))
     assert code == 0, stderr
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))

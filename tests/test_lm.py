@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -13,52 +11,9 @@ import time
 
 import pytest
 
-from nncli.train import lm
+from nncli.train import lm_data as lm
 
-FACTS = [("capital of france", "paris"), ("colour of the sky", "blue"), ("opposite of hot", "cold"), ("two plus two", "four")]
-TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-
-
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory, tiny_gpt2):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    d = tmp_path_factory.mktemp("tiny_llama")
-    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
-    tok.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>", "<|end|>"]})
-    tok.chat_template = TEMPLATE
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=1, max_position_embeddings=128, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.eos_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(d, safe_serialization=True)
-    tok.save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="session")
-def lm_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lm_data")
-    rng = random.Random(0)
-    out = {}
-    for split, n in (("train", 96), ("validation", 16)):
-        rows = [rng.choice(FACTS) for _ in range(n)]
-        with open(d / f"pc_{split}.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["prompt", "completion"])
-            w.writerows([(f"question: the {q} is", f" {a}") for q, a in rows])
-        with open(d / f"chat_{split}.jsonl", "w") as f:
-            for q, a in rows:
-                f.write(json.dumps({"messages": [{"role": "user", "content": f"what is the {q}?"},
-                                                 {"role": "assistant", "content": a}]}) + "\n")
-        with open(d / f"text_{split}.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["text"])
-            w.writerows([(f"the {q} is {a} .",) for q, a in rows])
-        out[split] = {"pc": d / f"pc_{split}.csv", "chat": d / f"chat_{split}.jsonl", "text": d / f"text_{split}.csv"}
-    return out
+from conftest import FACTS, TEMPLATE  # noqa: F401  (shared with tests/test_engine.py)
 
 
 def _tok(path):
@@ -193,7 +148,7 @@ def test_causal_lm_evaluate_and_gates(pc_run, lm_data, cli):
     assert r.exit_code == 0
     code, stdout, stderr = cli("evaluate", str(out), "--data", str(lm_data["validation"]["text"]), "--json")
     assert code == 0, stderr
-    assert json.loads(stdout)["evaluation_task"] == "causal-lm"
+    assert json.loads(stdout)["task"] == "causal-lm"
 
 
 def test_causal_lm_refuses_bad_input(tiny_gpt2, lm_data, tmp_path, cli):
@@ -241,7 +196,7 @@ def test_causal_lm_run_exports_to_onnx_with_parity(pc_run, tmp_path, cli):
     code, stdout, stderr = cli("export", str(out), "-o", str(tmp_path / "onnx"), "--json")
     assert code == 0, stderr
     rep = json.loads(stdout)
-    assert rep["export_task"] == "causal-lm" and rep["parity"]["max_abs_diff"] <= 1e-4
+    assert rep["command"] == "export" and rep["task"] == "causal-lm" and rep["parity"]["max_abs_diff"] <= 1e-4
 
 
 def test_report_shows_perplexity_for_causal_lm_runs(pc_run, cli):

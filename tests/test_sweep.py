@@ -102,19 +102,51 @@ def test_find_lr_suggests_a_rate_and_restores_the_weights(tiny_bert, tiny_data, 
     assert (out2 / "merged").exists()
 
 
-def test_lr_range_test_weights_restored_unit(tiny_bert):
+def test_lr_finder_callback_restores_weights_and_caps_the_suggestion():
+    """The range-test callback on a toy problem: the rate grows geometrically, the weights come back bit for bit, and
+    the suggestion is the steepest descent capped at a tenth of the lowest-loss rate."""
     import torch
 
-    from nncli.train.sweep import lr_range_test
+    from nncli.train.callbacks import LRFinder
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=1e-7)
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
-    res = lr_range_test(model, lambda i: (x, y), lambda b: torch.nn.functional.cross_entropy(model(b[0]), b[1]),
-                        lambda lr: torch.optim.SGD(model.parameters(), lr=lr), steps=100)
+
+    class FakeRun:
+        optimizer = opt
+        stopped = None
+
+        def trainable(self):
+            return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+        def restore(self, w):
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    p.copy_(w[n])
+
+        def request_stop(self, reason):
+            self.stopped = reason
+
+    run, finder = FakeRun(), LRFinder(steps=100, end=1e3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    finder.on_train_begin(run)
+    for _ in range(100):
+        lr = opt.param_groups[0]["lr"]
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        finder.on_step(run, float(loss), lr)
+        if run.stopped:
+            break
+    finder.on_train_end(run)
+    res = finder.result()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert res["steepest_lr"] <= res["min_loss_lr"] * 1.0001 or res["suggested_lr"] <= res["min_loss_lr"]
+    assert res["lrs"][1] / res["lrs"][0] == pytest.approx((1e3 / 1e-7) ** (1 / 99))
+    assert run.stopped == "the loss diverged" and res["steps_run"] < 100
+    assert res["suggested_lr"] == pytest.approx(min(res["steepest_lr"], res["min_loss_lr"] / 10))
 
 
 # ---------------------------------------------------------------------------------------------- augmentation

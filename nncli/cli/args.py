@@ -52,3 +52,10 @@ def int_list(value: str, name: str) -> list[int]:
         return out
     except ValueError:
         raise UsageError(f"{name} {value!r} is not a comma-separated list of positive integers", f"e.g. {name} 1,8,32")
+
+
+def gate_flags(mins: list[str] | None, maxs: list[str] | None) -> dict[str, dict[str, float]]:
+    """--min METRIC=X / --max METRIC=X as overrides of the recipe's gates (saved with it, re-applied on re-runs)."""
+    from nncli.core.report import parse_gate_flags
+
+    return {"min": parse_gate_flags(mins, "min"), "max": parse_gate_flags(maxs, "max")}

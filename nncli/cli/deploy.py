@@ -212,7 +212,7 @@ def generate(
       nncli generate runs/domain --data prompts.csv --prompt-column question --temperature 0.7 --top-p 0.9 --json
     """
     def job():
-        from nncli.train import lm
+        from nncli.deploy import generate as gen
 
         if bool(prompt) == bool(data):
             raise UsageError("generate needs --prompt or --data (one of them)", 'e.g. --prompt "Once upon a time"')
@@ -224,7 +224,7 @@ def generate(
 
             s, _, _ = read_texts(data, prompt_column, role="prompts", clean=False)
             prompts = s.texts[:limit]
-        return lm.generate_command(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+        return gen.generate_command(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                    seed=seed, chat=chat)
 
     def render(r):

@@ -73,7 +73,7 @@ def _render_evaluate(report: dict) -> None:
     from rich.table import Table
 
     out = stdout()
-    if report.get("evaluation_task") == "causal-lm":
+    if report.get("task") == "causal-lm":
         t = Table(title="evaluation (causal LM)")
         for col in ("model", "loss", "perplexity"):
             t.add_column(col)

@@ -40,6 +40,8 @@ class Output:
 
     def error(self, e: NncliError, render: Callable[[dict], None] | None) -> None:
         report = getattr(e, "report", None)
+        if hasattr(report, "to_dict"):
+            report = report.to_dict()
         if self.json:
             payload = report if report is not None else {"status": "error"}
             print_json({**payload, "error": e.message, "hint": e.hint, "details": e.details, "exit_code": int(e.code)})
@@ -71,6 +73,8 @@ def execute(ctx: typer.Context | None, job: Callable[[], Any], json_out: bool = 
     code = ExitCode.OK
     try:
         result = job()
+        if hasattr(result, "to_dict"):          # a RunReport
+            result = result.to_dict()
         if console.is_main_process():  # under torchrun, the main process alone prints results
             out.result(result, render)
         code = ExitCode(result.get("exit_code") or 0) if isinstance(result, dict) else ExitCode.OK
@@ -99,3 +103,11 @@ def stdout():
 
     tty = sys.stdout.isatty()
     return Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=not tty, width=None if tty else 160)
+
+
+def render_gates(out, report: dict) -> None:
+    for g in report.get("gates", []):
+        v = "missing" if g.get("value") is None else f"{g['value']:.4f}"
+        how = f" ({g['decided_on']} {g['ci95'][0 if g['op'] == '>=' else 1]:.4f})" if g.get("decided_on") else ""
+        n = f", n={g['n']}" if g.get("n") else ""
+        out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {v}{how}{n} -> {'pass' if g['passed'] else 'FAIL'}", markup=False)

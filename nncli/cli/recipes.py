@@ -119,7 +119,6 @@ def recipes_validate(ctx: typer.Context, paths: Annotated[list[str], typer.Argum
     def job():
         from nncli.recipe.load import read_yaml, resolve_relative
         from nncli.recipe.load import validate as check
-        from nncli.recipe.registry import SCHEMAS
         from nncli.recipe.shipped import find_recipe, recipe_command
 
         results, problems = [], []
@@ -134,7 +133,7 @@ def recipes_validate(ctx: typer.Context, paths: Annotated[list[str], typer.Argum
                 else:
                     raw = read_yaml(path)
                     resolve_relative(raw, path.resolve().parent, cmd)
-                    check(SCHEMAS[cmd], raw, source=str(path))
+                    check(cmd, raw, source=str(path))
                 results.append({"path": str(path), "command": cmd, "valid": True})
             except NncliError as e:
                 results.append({"path": p, "valid": False, "problems": e.details or [e.message]})

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from nncli.cli.app import app
-from nncli.cli.args import columns, split_args
+from nncli.cli.args import columns, gate_flags, split_args
 from nncli.cli.options import (
     ArgsArg,
     DataOpt,
@@ -24,8 +24,7 @@ from nncli.cli.options import (
     TextColOpt,
     ValidationOpt,
 )
-from nncli.cli.output import execute, stdout
-from nncli.core import console
+from nncli.cli.output import execute, render_gates, stdout
 from nncli.core.errors import UsageError
 
 # ---------------------------------------------------------------------------------------------- finetune
@@ -76,7 +75,6 @@ def finetune(
       nncli finetune --task causal-lm --model Qwen/Qwen2.5-0.5B --data chats.jsonl --messages-column messages -o runs/chat
     """
     def job():
-        from nncli.core.report import parse_gate_flags, parse_gates
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import find_recipe
         from nncli.train import finetune as ft
@@ -89,10 +87,8 @@ def finetune(
                  "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
                  "data.max_length": max_length, "train.seed": seed, "task": task, "data.prompt_column": prompt_column,
                  "data.completion_column": completion_column, "data.messages_column": messages_column}
-        recipe = load_recipe("finetune", path, overrides, flags)
-        gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
-                            {**recipe.gates.max, **parse_gate_flags(max_, "max")})
-        return ft.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run, gates=gates,
+        recipe = load_recipe("finetune", path, overrides, flags, gates=gate_flags(min_, max_))
+        return ft.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run,
                       find_lr="use" if use_found_lr else ("report" if find_lr else None))
 
     execute(ctx, job, json_out, quiet, debug, _render_finetune)
@@ -102,48 +98,39 @@ def _render_finetune(report: dict) -> None:
     from rich.table import Table
 
     out = stdout()
-    if report.get("task") == "find-lr":
+    for w in report.get("warnings", []):
+        if w.startswith(("BELOW BASELINES", "COLLAPSED")):
+            out.print(f"WARNING: {w}", markup=False)          # the first line of the result, never buried
+    if report.get("mode") == "find-lr":
         f = report["lr_finder"]
         out.print(f"suggested learning rate: {f['suggested_lr']:.3g} (steepest descent at {f['steepest_lr']:.3g}, lowest loss at "
                   f"{f['min_loss_lr']:.3g}); curve: {report['artifacts'].get('lr_finder')}; train with it: --use-found-lr "
                   f"or train.lr={f['suggested_lr']:.3g}", markup=False)
         return
-    if report.get("finetune_task") == "causal-lm" or (report.get("status") == "dry-run" and "estimate" not in report):
-        if report.get("status") == "dry-run":
-            out.print("pre-flight passed: " + "; ".join(f"{k} {v['examples']} examples ({v['truncated']} truncated)"
-                                                       for k, v in report["data"].items()), markup=False)
-            return
-        t = Table(title=f"{report.get('name') or 'run'}: {report['status']} (causal LM)")
-        for col in ("split", "loss", "perplexity"):
-            t.add_column(col)
-        for split, m in report.get("metrics", {}).items():
-            t.add_row(split, f"{m['loss']:.4f}", f"{m['perplexity']:.3f}")
-        out.print(t)
-        for smp in report.get("samples", [])[:3]:
-            out.print(f"sample: {smp['prompt'][-80:]!r} -> {smp['generated'][:120]!r}", markup=False)
-        for g in report.get("gates", []):
-            out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}")
-        return
     if report.get("status") == "dry-run":
-        out.print(f"pre-flight passed: {len(report['warnings'])} warning(s); estimate "
-                  f"{report['estimate']['peak_memory_gb']} GB peak, ~{report['estimate']['seconds_per_epoch']:.0f}s per epoch")
+        out.print(f"pre-flight passed: {len(report['warnings'])} warning(s)", markup=False)
         return
-    t = Table(title=f"{report.get('name') or 'run'}: {report['status']}")
-    for col in ("split", "accuracy", "macro-F1", "loss", "majority acc", "TF-IDF+LR F1"):
+    lm = report.get("task") == "causal-lm"
+    cols = ("split", "n", "loss", "perplexity") if lm else ("split", "n", "accuracy", "macro-F1", "loss", "majority acc", "TF-IDF+LR F1")
+    t = Table(title=f"{report.get('name') or 'run'}: {report['status']}" + (" (causal LM)" if lm else ""))
+    for col in cols:
         t.add_column(col)
     for split, m in report.get("metrics", {}).items():
+        if lm:
+            t.add_row(split, str(m.get("n", "")), f"{m['loss']:.4f}", f"{m['perplexity']:.3f}")
+            continue
         maj = report.get("baselines", {}).get("majority_class", {}).get(split, {})
         tf = report.get("baselines", {}).get("tfidf_logreg", {}).get(split, {})
-        t.add_row(split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}",
+        t.add_row(split, str(m.get("n", "")), f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}",
                   f"{maj.get('accuracy', float('nan')):.4f}", f"{tf.get('macro_f1', float('nan')):.4f}")
     out.print(t)
-    for g in report.get("gates", []):
-        out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}")
+    for smp in report.get("samples", [])[:3]:
+        out.print(f"sample: {smp['prompt'][-80:]!r} -> {smp['generated'][:120]!r}", markup=False)
+    render_gates(out, report)
     tm = report.get("timings", {})
     if tm:
         out.print(f"{tm.get('train_samples_per_second')} samples/s, {tm.get('wall_seconds')}s wall; "
-                  f"artifacts: {', '.join(report.get('artifacts', {}))}")
-
+                  f"artifacts: {', '.join(report.get('artifacts', {}))}", markup=False)
 
 
 # ---------------------------------------------------------------------------------------------- distill
@@ -187,7 +174,6 @@ def distill(
       nncli distill my-distill.yaml distill.alpha=0.9 distill.temperature=4 --json
     """
     def job():
-        from nncli.core.report import check_gate_metrics, parse_gate_flags, parse_gates
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import find_recipe
         from nncli.train import distill as ds
@@ -199,13 +185,11 @@ def distill(
                  "data.label_column": label_column, "output": output, "distill.transfer_data": transfer_data,
                  "distill.alpha": alpha, "distill.temperature": temperature, "train.epochs": epochs, "train.lr": lr,
                  "distill.control": control}
-        recipe = load_recipe("distill", path, overrides, flags)
-        mins = {**recipe.gates.min, **parse_gate_flags(min_, "min")}
+        gates = gate_flags(min_, max_)
         if min_retention is not None:
-            mins["retention"] = min_retention
-        gates = parse_gates(mins, {**recipe.gates.max, **parse_gate_flags(max_, "max")})
-        check_gate_metrics(gates, ds.known_metrics(bool(recipe.data.test or recipe.data.test_split)))
-        return ds.run(recipe, resume=resume, overwrite=overwrite, gates=gates)
+            gates["min"]["retention"] = min_retention
+        recipe = load_recipe("distill", path, overrides, flags, gates=gates)
+        return ds.run(recipe, resume=resume, overwrite=overwrite)
 
     execute(ctx, job, json_out, quiet, debug, _render_distill)
 
@@ -325,10 +309,8 @@ def validate(
       nncli validate my.yaml data.max_length=256 --strict --json
     """
     def job():
-        from nncli.core.errors import InputError
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import find_recipe
-        from nncli.train import preflight
 
         recipe_name, overrides = split_args(args)
         path = find_recipe(recipe_name) if recipe_name else None
@@ -346,20 +328,8 @@ def validate(
             from nncli.train.distill import preflight_recipe
 
             recipe = preflight_recipe(recipe)
-        if recipe.task == "causal-lm":
-            from nncli.train import lm
+        from nncli.train.finetune import validate as check
 
-            r = lm.run(recipe, dry_run=True)
-            lines = [f"{k}: {v['examples']} examples, {v['target_tokens']} target tokens, {v['truncated']} truncated"
-                     for k, v in r["data"].items()]
-            return {"status": "ok", "exit_code": 0, "warnings": [], "data": r["data"], "summary": "\n".join(lines)}
-        pf = preflight.run(recipe)
-        for w in pf.warnings:
-            console.warn(w)
-        result = {"status": "ok", "exit_code": 0, "warnings": pf.warnings, "data": pf.summary, "estimate": pf.estimate}
-        if strict and pf.warnings:
-            raise InputError(f"{len(pf.warnings)} warning(s) with --strict", "fix the data, or drop --strict", details=pf.warnings)
-        result["summary"] = preflight.render(pf)
-        return result
+        return check(recipe, strict=strict)
 
     execute(ctx, job, json_out, quiet, debug, lambda r: stdout().print(r["summary"] + f"\nok: {len(r['warnings'])} warning(s)", markup=False))

@@ -50,6 +50,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def json_default(o):
+    if hasattr(o, "to_dict") and hasattr(o, "model_dump"):   # a RunReport
+        return o.to_dict()
     if hasattr(o, "tolist"):
         return o.tolist()
     if hasattr(o, "item"):

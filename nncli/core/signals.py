@@ -63,3 +63,35 @@ class StopFlag:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old = {}
+
+    def __enter__(self) -> "StopFlag":
+        global _active
+        _active = self
+        return self.install()
+
+    def __exit__(self, *exc) -> None:
+        global _active
+        _active = None
+        self.restore()
+
+
+_active: StopFlag | None = None
+_held: set[str] = set()
+
+
+def hold(point: str) -> None:
+    """Test hook, free when unused: when NNCLI_TEST_HOLD equals `point`, write the file named by NNCLI_TEST_HOLD_FILE
+    (if set) with this process's pid, then wait until the active StopFlag has seen a signal (or 60 s pass)."""
+    import os
+    import time
+
+    if os.environ.get("NNCLI_TEST_HOLD") != point or point in _held:
+        return
+    _held.add(point)
+    marker = os.environ.get("NNCLI_TEST_HOLD_FILE")
+    if marker:
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (_active is not None and _active.signal):
+        time.sleep(0.01)

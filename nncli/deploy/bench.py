@@ -10,45 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 
 from nncli.core import console
+from nncli.core.timing import measure
 from nncli.core.errors import GateFailed, InputError, UsageError
 from nncli.core.rundir import RunDir
 from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_bytes
 
-SAMPLE_TEXT = ("The battery lasts two days, the screen is sharp and bright, but the speaker crackles at high volume "
-               "and the case scratches easily. Delivery was quick and support answered within an hour. ")
-
-
-def make_batch(clf, batch_size: int, seq_len: int) -> dict:
-    """Inputs of exactly seq_len tokens built from real text (the first tokens of a repeated review)."""
-    enc = clf._tok([SAMPLE_TEXT * max(1, seq_len // 20)], None, truncation=True, max_length=seq_len)
-    ids = list(enc["input_ids"][0])
-    if len(ids) < seq_len:
-        ids = (ids * (seq_len // len(ids) + 1))[:seq_len]
-    batch = {"input_ids": np.tile(np.array(ids, dtype=np.int64), (batch_size, 1)),
-             "attention_mask": np.ones((batch_size, seq_len), dtype=np.int64),
-             "token_type_ids": np.zeros((batch_size, seq_len), dtype=np.int64)}
-    return {k: v for k, v in batch.items() if k in clf.info["inputs"]}
-
-
-def measure(fn, *, warmup: int = 3, min_repeats: int = 10, min_seconds: float = 2.0, max_repeats: int = 1000) -> dict:
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or (time.perf_counter() - start < min_seconds and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
-            "mean_ms": float(ms.mean()), "repeats": len(times)}
 
 
 def bench_classifier(clf, batch_sizes: list[int], seq_lens: list[int], **timing) -> list[dict]:
@@ -59,8 +30,8 @@ def bench_classifier(clf, batch_sizes: list[int], seq_lens: list[int], **timing)
             console.warn(f"{clf.name}: sequence length {s} exceeds the model's {limit} positions; skipped")
             continue
         for b in batch_sizes:
-            batch = make_batch(clf, b, s)
-            m = measure(lambda: clf._forward(batch), **timing)
+            batch = clf.synthetic_batch(b, s)
+            m = measure(lambda: clf.forward(batch), **timing)
             m["throughput_per_second"] = b / (m["p50_ms"] / 1000)
             rows.append({"model": clf.name, "backend": clf.backend, "batch_size": b, "seq_len": s, **m})
             console.log(f"  {Path(clf.name).name} [{clf.backend}] batch {b} x {s} tokens: p50 {m['p50_ms']:.1f} ms, "
@@ -104,7 +75,7 @@ def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threa
         clf = load_classifier(name, threads=threads)
         rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
         if torch_int8 and clf.backend == "torch":
-            clf._model = quantize_dynamic_int8(clf._model)
+            clf.model = quantize_dynamic_int8(clf.model)
             clf.backend = "torch-int8"
             rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
         release(clf)  # one engine alive at a time: idle ONNX Runtime threads spin and would slow the next model
@@ -138,7 +109,9 @@ def _read_baseline(path: str) -> dict:
         raise InputError(f"baseline not found: {path}", "pass the report.json of an earlier nncli bench --output run")
     except (OSError, ValueError) as e:
         raise InputError(f"baseline {path} is not readable JSON ({e})", "pass the report.json of an earlier nncli bench run")
-    if rep.get("task") != "bench" or "results" not in rep:
+    from nncli.core.report import command_of
+
+    if command_of(rep) != "bench" or "results" not in rep:
         raise InputError(f"baseline {path} is not an nncli bench report (task={rep.get('task')!r})",
                          "pass the report.json written by nncli bench --output")
     return rep

@@ -44,7 +44,7 @@ def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
     out.write_text("recipe.yaml", dump(recipe))
     report = base_report("export", recipe.name)
     report.update(source={"model": recipe.model, "path": source.path, "resolved_from": source.source}, format=recipe.format,
-                  export_task=task)
+                  task=task)
     out.write_json("report.json", report)
 
     staging = out / ".staging"
@@ -130,7 +130,7 @@ def _parity_texts(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list
 
         ft = load_run_recipe(run_dir)
         if getattr(ft, "task", None) == "causal-lm":
-            from nncli.train.lm import load_examples
+            from nncli.train.lm_data import load_examples
             from nncli.io.models import load_tokenizer
 
             tok = load_tokenizer(str(run_dir / "merged"))

@@ -49,7 +49,7 @@ def candidates_for(method: str, backend: str) -> list[str]:
 
 def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> dict:
     timer = Timer()
-    from nncli.deploy.bench import make_batch, measure
+    from nncli.core.timing import measure
     from nncli.evaluate.evaluation import _run_dir_for
     from nncli.io.inference import load_classifier, map_labels, release, softmax
     from nncli.io.models import resolve
@@ -71,9 +71,9 @@ def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> dict:
     def score(clf) -> dict:
         probs = softmax(clf.logits(texts, batch_size=32))
         pred = probs.argmax(1)
-        b1, bn = make_batch(clf, 1, min(recipe.seq_len, clf.max_length)), make_batch(clf, recipe.batch_size, min(recipe.seq_len, clf.max_length))
-        lat = measure(lambda: clf._forward(b1), **timing)
-        thr = measure(lambda: clf._forward(bn), **timing)
+        b1, bn = clf.synthetic_batch(1, min(recipe.seq_len, clf.max_length)), clf.synthetic_batch(recipe.batch_size, min(recipe.seq_len, clf.max_length))
+        lat = measure(lambda: clf.forward(b1), **timing)
+        thr = measure(lambda: clf.forward(bn), **timing)
         return {"pred": pred, "accuracy": float((pred == y).mean()), "latency_ms_batch1": lat["p50_ms"],
                 "throughput_per_second": recipe.batch_size / (thr["p50_ms"] / 1000)}
 
@@ -241,7 +241,7 @@ def _build(name: str, src: str, onnx_dir: Path | None, work: Path, calib_texts: 
 
         cfg = AutoQuantizationConfig.avx512_vnni(is_static=True, per_channel=True, operators_to_quantize=["MatMul"],
                                                  nodes_to_exclude=head_nodes)
-        enc = ref._tok(calib_texts, padding="max_length", truncation=True, max_length=128)  # calibration needs one shape
+        enc = ref.tokenizer(calib_texts, padding="max_length", truncation=True, max_length=128)  # calibration needs one shape
         keep = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         ds = Dataset.from_dict({k: enc[k] for k in keep})
         calibration = AutoCalibrationConfig.percentiles(ds, percentile=99.99)

@@ -224,7 +224,7 @@ def build_profile(texts: list[str], labels: list[str] | None, *, clf=None, model
         for w in _WORD.findall(texts[i].lower()):
             counts[w] = counts.get(w, 0) + 1
     vocab = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:VOCAB_CAP]]
-    tok = clf._tok if clf is not None else None
+    tok = clf.tokenizer if clf is not None else None
     feats = text_features(texts, tok, set(vocab))
     if "oov_rate" in feats:  # in-sample words are never out of vocabulary: measure it on the other half only
         feats["oov_rate"] = feats["oov_rate"][np.sort(half_b)] if len(half_b) else feats["oov_rate"]
@@ -318,7 +318,7 @@ def compare(profile: Profile, texts: list[str], labels: list[str] | None, *, clf
             alpha: float = 0.05, max_accuracy_drop: float = 5.0, model_sample: int = 5000, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     vocab = set(profile.arrays["vocab"].tolist()) if "vocab" in profile.arrays else None
-    tok = clf._tok if clf is not None else None
+    tok = clf.tokenizer if clf is not None else None
     cur = text_features(texts, tok, vocab)
     raw: list[dict] = []
     for name in TEXT_FEATURES:

@@ -79,8 +79,7 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False, gates: list[dict] | 
     if out and task != "causal-lm" and recipe.profile:
         _write_profile(out, recipe, split, names, report)
     report["models"] = results
-    report["task"] = "evaluate"
-    report["evaluation_task"] = task
+    report["task"] = task
     report["metrics"] = results[0]["metrics"]
     if len(results) > 1 and task != "causal-lm":
         report["comparison"] = _compare(results, recipe)
@@ -343,10 +342,10 @@ def _validation_for(name: str, recipe: EvaluateRecipe, clf):
 
 def _run_dir_for(name: str) -> Path | None:
     """The finetune run directory a model belongs to (the model itself, or the parent of its merged/ folder)."""
-    from nncli.io.models import TRAINING_TASKS, run_task
+    from nncli.io.models import TRAINING_COMMANDS, run_command
 
     for d in (Path(name), Path(name).parent):
-        if (d / "recipe.yaml").exists() and run_task(d) in TRAINING_TASKS:
+        if (d / "recipe.yaml").exists() and run_command(d) in TRAINING_COMMANDS:
             return d
     return None
 
@@ -509,7 +508,7 @@ def markdown(report: dict) -> str:
     lines = [f"# Evaluation: {report.get('name') or Path(report['data']['source']).name}", "",
              f"Data: `{report['data']['source']}`, {report['data']['rows']} rows. nncli {report['nncli_version']}, "
              f"{report['finished_at']}.", ""]
-    if report.get("evaluation_task") == "causal-lm":
+    if report.get("task") == "causal-lm":
         lines += ["| model | loss | perplexity (95% CI) |", "|---|---|---|"]
         for r in report["models"]:
             lines.append(f"| {r['name']} | {r['metrics']['loss']:.4f} | {r['metrics']['perplexity']:.3f}{_ci(r, 'perplexity')} |")

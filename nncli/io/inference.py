@@ -16,6 +16,8 @@ import numpy as np
 from nncli.core.errors import InputError
 
 CALIBRATION_FILE = "calibration.json"
+SAMPLE_TEXT = ("The battery lasts two days, the screen is sharp and bright, but the speaker crackles at high volume "
+               "and the case scratches easily. Delivery was quick and support answered within an hour. ")
 
 
 @dataclass
@@ -27,8 +29,8 @@ class Classifier:
     temperature: float = 1.0
     max_length: int = 512
     info: dict = field(default_factory=dict)
-    _model: object = None
-    _tok: object = None
+    model: object = None              # a torch module or an onnxruntime InferenceSession
+    tokenizer: object = None
 
     def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> np.ndarray:
         """Raw logits (before temperature), in input order."""
@@ -38,7 +40,7 @@ class Classifier:
             embeddings: bool = False, layers: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits and, when asked and the backend can (PyTorch), mean-pooled hidden states in input order:
         (n, hidden) of the last layer, or (n, len(layers), hidden) of the given hidden_states indices."""
-        tok = self._tok
+        tok = self.tokenizer
         enc = tok(texts, pairs, truncation=True, max_length=self.max_length, verbose=False)
         lengths = np.array([len(x) for x in enc["input_ids"]])
         order = np.argsort(-lengths, kind="stable")
@@ -67,26 +69,39 @@ class Classifier:
                 emb[idx] = e
                 out[idx] = logits
             else:
-                out[idx] = self._forward(batch)
+                out[idx] = self.forward(batch)
         return out, emb
 
-    def _forward(self, batch: dict) -> np.ndarray:
+    def forward(self, batch: dict) -> np.ndarray:
+        """Logits of one batch of numpy inputs (input_ids, attention_mask[, token_type_ids])."""
         if self.backend == "onnxruntime":
-            return self._model.run(None, batch)[0]
+            return self.model.run(None, batch)[0]
         import torch
 
         with torch.inference_mode():
-            return self._model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()
+            return self.model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()
 
     def _forward_with_embeddings(self, batch: dict, mask: np.ndarray, layers: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         with torch.inference_mode():
-            o = self._model(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_hidden_states=True)
+            o = self.model(**{k: torch.from_numpy(v) for k, v in batch.items()}, output_hidden_states=True)
             m = torch.from_numpy(mask).unsqueeze(-1)
             pooled = [(o.hidden_states[i].float() * m).sum(1) / m.sum(1).clamp(min=1) for i in (layers or [-1])]
             out = torch.stack(pooled, 1) if layers else pooled[0]
             return o.logits.float().numpy(), out.numpy()
+
+    def synthetic_batch(self, batch_size: int, seq_len: int) -> dict:
+        """Inputs of exactly seq_len tokens built from real text (the first tokens of a repeated review), for timing:
+        padding never flatters one backend."""
+        enc = self.tokenizer([SAMPLE_TEXT * max(1, seq_len // 20)], None, truncation=True, max_length=seq_len)
+        ids = list(enc["input_ids"][0])
+        if len(ids) < seq_len:
+            ids = (ids * (seq_len // len(ids) + 1))[:seq_len]
+        batch = {"input_ids": np.tile(np.array(ids, dtype=np.int64), (batch_size, 1)),
+                 "attention_mask": np.ones((batch_size, seq_len), dtype=np.int64),
+                 "token_type_ids": np.zeros((batch_size, seq_len), dtype=np.int64)}
+        return {k: v for k, v in batch.items() if k in self.info["inputs"]}
 
     def predict_proba(self, texts, pairs=None, batch_size: int = 64, temperature: float | None = None) -> np.ndarray:
         return softmax(self.logits(texts, pairs, batch_size) / (temperature or self.temperature))
@@ -97,7 +112,7 @@ def release(clf: "Classifier | None") -> None:
     import gc
 
     if clf is not None:
-        clf._model = None
+        clf.model = None
     gc.collect()
 
 
@@ -112,9 +127,9 @@ def model_dir_of(name: str) -> Path | None:
     p = Path(name)
     if not p.is_dir():
         return None
-    from nncli.io.models import TRAINING_TASKS, run_task
+    from nncli.io.models import TRAINING_COMMANDS, run_command
 
-    if run_task(p) in TRAINING_TASKS:
+    if run_command(p) in TRAINING_COMMANDS:
         for sub in ("merged",):
             if (p / sub / "config.json").exists():
                 return p / sub

@@ -48,9 +48,9 @@ def resolve(name: str, revision: str | None = None, allow_pickle: bool = False) 
     if p.exists():
         if not p.is_dir():
             raise InputError(f"model path is a file, not a directory: {name}", "pass the folder that holds config.json")
-        if run_task(p) in TRAINING_TASKS and (p / "merged").is_dir():
+        if run_command(p) in TRAINING_COMMANDS and (p / "merged").is_dir():
             return ResolvedModel(str(p / "merged"), "run", name, run_dir=p)
-        if run_task(p) in TRAINING_TASKS and not (p / "config.json").exists():
+        if run_command(p) in TRAINING_COMMANDS and not (p / "config.json").exists():
             raise InputError(f"run directory {name} has no merged/ model: the run did not finish",
                              f"resume it (nncli finetune {p}/recipe.yaml --resume) or point at another run")
         check_model_dir(p, allow_pickle)
@@ -86,16 +86,21 @@ def resolve(name: str, revision: str | None = None, allow_pickle: bool = False) 
         raise InputError(f"model '{name}' is not a local directory and could not be fetched from the hub ({kind})", hint) from e
 
 
-TRAINING_TASKS = ("finetune", "distill")   # run directories holding merged/ and a finetune-style recipe
+TRAINING_COMMANDS = ("finetune", "distill")   # run directories holding merged/ and a finetune-style recipe
 
 
-def run_task(p: Path) -> str | None:
-    """The task recorded in a run directory's report.json (finetune, export, ...), or None."""
+def run_command(p: Path) -> str | None:
+    """The nncli command that wrote a run directory (finetune, distill, export, ...), from its report.json, or None.
+    Reports before schema 2 named the command `task`."""
     try:
-        return json.loads((Path(p) / "report.json").read_text()).get("task")
-    except (OSError, ValueError, AttributeError):
+        r = json.loads((Path(p) / "report.json").read_text())
+    except (OSError, ValueError):
         return None
+    if not isinstance(r, dict):
+        return None
+    from nncli.core.report import command_of
 
+    return command_of(r)
 
 def _check_links(p: Path) -> None:
     """Refuse files that are links out of the model directory (a downloaded model could point at ~/.ssh/...).
@@ -237,3 +242,19 @@ def lora_target_regex(model, targets, head: list[str]) -> tuple[str | list[str],
     excluded = "|".join(h.split(".")[-1] for h in head) or "^$"
     regex = rf"^{prefix}\.(?!.*\b(?:{excluded})\b).*\.(?:{'|'.join(leaves)})$" if prefix else rf".*\.(?:{'|'.join(leaves)})$"
     return regex, leaves
+
+
+def accepted_inputs(model) -> set[str]:
+    """The keyword arguments a model's forward accepts (for a peft wrapper, its base model's): tokenizers may return
+    more (token_type_ids from a tokenizer built with `tokenizers` for a Llama model), and the model refuses them."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
+
+def model_inputs(model, encoding) -> dict:
+    """Only the tokenizer outputs the model's forward accepts (the one place that filters them, for training,
+    scoring and generation alike)."""
+    accepted = accepted_inputs(model)
+    return {k: v for k, v in dict(encoding).items() if k in accepted}

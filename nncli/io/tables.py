@@ -41,7 +41,7 @@ def is_local(source: str) -> bool:
     return p.exists() or p.suffix.lower() in LOCAL_FORMATS or source.startswith((".", "/", "~")) or "\\" in source
 
 
-def read_table(source: str, *, role: str = "data", encoding: str = "utf-8", config: str | None = None,
+def read_table(source: str, *, role: str = "data", encoding: str = "utf-8", config: str | None = None, quoting: str = "auto",
                split: str = "train") -> Table:
     """Read a local file (format from the extension) or a hub dataset split into a Table."""
     if not is_local(source):

@@ -65,7 +65,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Pipeline
             steps[keys[0]].setdefault("set", {})[".".join(keys[1:])] = value
         else:
             set_path(raw, keys, value)
-    recipe = validate(PipelineRecipe, raw, source=str(path))
+    recipe = validate("pipeline", raw, source=str(path))
     return recipe, path.resolve().parent
 
 
@@ -275,7 +275,7 @@ def _build(step, base: Path, step_out: Path, outputs: dict) -> tuple[Any, list[s
     raw.setdefault("name", step.name)
     if "output" not in step.set:
         raw["output"] = str(step_out)
-    return validate(SCHEMAS[cmd], raw, source=f"step {step.name}"), sorted(set(refs))
+    return validate(cmd, raw, source=f"step {step.name}"), sorted(set(refs))
 
 
 def _flatten(tree: dict, prefix: tuple = ()):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nncli.core.errors import InputError
 from nncli.core.atomic import atomic_write_text
+from nncli.core.report import command_of, task_of
 
 
 def collect(paths: list[str]) -> list[dict]:
@@ -20,7 +21,7 @@ def collect(paths: list[str]) -> list[dict]:
             r = json.loads(f.read_text())
         except (OSError, ValueError) as e:
             raise InputError(f"{f} is not readable JSON ({e})", "re-run the command that wrote it") from e
-        if r.get("task") == "pipeline":
+        if command_of(r) == "pipeline":
             for s in r.get("steps", []):
                 sub = Path(s["output"]) / "report.json"
                 if sub.exists():
@@ -38,10 +39,10 @@ def _size_mb(artifact_dir: Path) -> float | None:
 
 
 def _row(name: str, r: dict, step_status: str | None) -> dict:
-    task = r.get("task")
+    task = command_of(r)
     row = {"run": name, "task": task, "status": step_status or r.get("status")}
     m = r.get("metrics") or {}
-    if task == "finetune" and r.get("finetune_task") == "causal-lm":
+    if task == "finetune" and task_of(r) == "causal-lm":
         split = "test" if "test" in m else "validation"
         if split in m:
             row.update(split=split, perplexity=m[split].get("perplexity"), note=f"{split} loss {m[split].get('loss', float('nan')):.4f}")

@@ -1,4 +1,9 @@
-"""Training recipes: finetune (classification, causal LM) and distill."""
+"""Training recipes, closed per task: a key that does not apply to the recipe's task is an error with a hint.
+
+`task: sequence-classification` (the default) -> ClassifierRecipe, `task: causal-lm` -> CausalLMRecipe; distill
+recipes (`command: distill`) are classifier recipes with a teacher and a student. The schema for a raw recipe is
+chosen by `finetune_schema(raw)`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from pydantic import Field, field_validator, model_validator
 
 from nncli.recipe.base import GatesSpec, ModelSpec, Strict
 
+DEFAULT_LR = {"lora": 5e-4, "full": 1e-4}
+
 
 class AugmentSpec(Strict):
     methods: list[Literal["deletion", "swap", "synonym"]] = Field(default_factory=list, description="empty = no augmentation")
@@ -16,7 +23,7 @@ class AugmentSpec(Strict):
     synonyms: str | None = Field(None, description="word-group file for synonym replacement; default: the shipped list")
 
 
-class DataSpec(Strict):
+class DataBase(Strict):
     train: str | None = Field(None, description="training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id")
     validation: str | None = Field(None, description="validation file; default: a stratified split of train")
     test: str | None = Field(None, description="optional test file, scored once at the end")
@@ -25,21 +32,38 @@ class DataSpec(Strict):
     validation_split: str | None = Field(None, description="hub split name for validation (e.g. validation)")
     test_split: str | None = Field(None, description="hub split name for test")
     text_column: Union[str, list[str]] = Field("text", description="text column; a list means: the first one each file has")
-    text_pair_column: str | None = None
-    label_column: Union[str, list[str]] = "label"
-    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
-    max_length: int = Field(128, ge=8, le=8192)
-    clean_text: bool = Field(True, description="unescape HTML entities, strip wrapping quotes, fold whitespace")
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="share of train held out when there is no validation file")
     max_train_samples: int | None = Field(None, ge=1, description="use a seeded random subset of N training rows")
     encoding: str = Field("utf-8", description="text encoding of local files (e.g. latin-1, cp1252)")
-    # causal-lm only
-    prompt_column: str | None = Field(None, description="causal-lm: prompt column (with completion_column)")
-    completion_column: str | None = Field(None, description="causal-lm: completion column; loss on completions only")
-    messages_column: str | None = Field(None, description="causal-lm: chat conversations, a list of {role, content}")
-    chat_template: str | None = Field(None, description="causal-lm: Jinja chat template when the tokenizer has none")
+    quoting: Literal["auto", "standard", "none"] = Field("auto", description="CSV/TSV quoting: decided per file (auto), "
+                                                         "RFC 4180 (standard), or off (none)")
+
+
+class ClassifierData(DataBase):
+    text_pair_column: str | None = None
+    label_column: Union[str, list[str]] = "label"
+    max_length: Union[int, Literal["auto"]] = Field("auto", description="tokens per text; auto: the shortest of 64..512 "
+                                                    "that keeps 95% of training texts whole (within the model's positions)")
+    clean_text: bool = Field(True, description="unescape HTML entities (also put into the saved tokenizer, so clients match)")
     augment: AugmentSpec = AugmentSpec()
-    packing: bool = Field(False, description="causal-lm: pack short examples into full max_length sequences")
-    train_on_prompt: bool = Field(False, description="causal-lm: also compute the loss on prompt/user tokens")
+    audit: bool = Field(False, description="run nncli audit's checks in pre-flight and put its summary in the report")
+
+    @field_validator("max_length")
+    @classmethod
+    def _length_range(cls, v):
+        if isinstance(v, int) and not 8 <= v <= 8192:
+            raise ValueError("must be 'auto' or between 8 and 8192 tokens")
+        return v
+
+
+class LMData(DataBase):
+    max_length: int = Field(512, ge=8, le=32768, description="tokens per example; longer examples are truncated and counted")
+    prompt_column: str | None = Field(None, description="prompt column (with completion_column)")
+    completion_column: str | None = Field(None, description="completion column; loss on completions only")
+    messages_column: str | None = Field(None, description="chat conversations, a list of {role, content}")
+    chat_template: str | None = Field(None, description="Jinja chat template when the tokenizer has none")
+    packing: bool = Field(False, description="pack short examples into full max_length sequences")
+    train_on_prompt: bool = Field(False, description="also compute the loss on prompt/user tokens")
 
 
 class LoraSpec(Strict):
@@ -50,27 +74,23 @@ class LoraSpec(Strict):
     use_dora: bool = False
 
 
-class TrainSpec(Strict):
-    epochs: float = Field(10, gt=0)
+class TrainBase(Strict):
+    epochs: float = Field(10, gt=0, le=10000)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
     batch_size: int = Field(16, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
     lr: float | None = Field(None, gt=0, lt=1, description="peak learning rate; default 5e-4 for LoRA, 1e-4 for full")
-    head_lr: float | None = Field(None, gt=0, lt=1, description="learning rate of the classifier head and pooler; default = lr")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float | None = Field(1.0, gt=0)
     eval_every: Union[Literal["epoch"], int] = Field("epoch", description="'epoch' or a number of optimizer steps")
     early_stopping_patience: int = Field(3, ge=0, description="evaluations without improvement before stopping; 0 = off")
-    metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
-    class_weights: Literal["balanced", "none"] = "balanced"
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    seed: int = 42
-    bf16: Union[bool, Literal["auto"]] = Field(False, description="bf16 autocast for training: true, false, or auto (on where "
-                                               "the CPU has native bf16)")
+    seed: int = Field(42, ge=0, lt=2**32)
+    bf16: Union[bool, Literal["auto"]] = Field(False, description="bf16 mixed precision: true, false, or auto (where the device "
+                                               "has native bf16: a GPU, or a CPU with avx512_bf16/AMX)")
     group_by_length: bool = True
-    threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+    threads: int | None = Field(None, ge=1, description="torch threads; default: this process's share of the cores")
     lr_finder_steps: int = Field(200, ge=20, le=5000, description="steps of the learning-rate range test (--find-lr)")
 
     @field_validator("eval_every")
@@ -81,9 +101,22 @@ class TrainSpec(Strict):
         return v
 
 
+class ClassifierTrain(TrainBase):
+    head_lr: float | None = Field(None, gt=0, lt=1, description="learning rate of the classifier head and pooler; default = lr")
+    metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
+    class_weights: Literal["balanced", "sqrt", "none"] = Field("balanced", description="loss weights: inverse class "
+                                                              "frequency, its square root, or none")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class LMTrain(TrainBase):
+    metric: Literal["loss"] = Field("loss", description="causal LMs are selected on validation loss")
+
+
 class LoggingSpec(Strict):
-    tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
     every_steps: int = Field(10, ge=1, description="log training loss every N optimizer steps")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="also log to these trackers (tensorboard writes <run>/tensorboard)")
 
 
 class SweepSpec(Strict):
@@ -95,16 +128,13 @@ class SweepSpec(Strict):
     study_name: str | None = None
 
 
-class FinetuneRecipe(Strict):
+class FinetuneBase(Strict):
     command: Literal["finetune"] = "finetune"
-    task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
     name: str | None = Field(None, description="run name; default: the recipe file's name")
     output: str | None = Field(None, description="run directory; default runs/<name>")
     model: ModelSpec = ModelSpec()
-    data: DataSpec = DataSpec()
     method: Literal["lora", "full"] = "lora"
     lora: LoraSpec = LoraSpec()
-    train: TrainSpec = TrainSpec()
     logging: LoggingSpec = LoggingSpec()
     gates: GatesSpec = GatesSpec()
     sweep: SweepSpec | None = Field(None, description="search space and settings for nncli sweep (ignored by finetune)")
@@ -114,6 +144,26 @@ class FinetuneRecipe(Strict):
         if self.data.train is None:
             raise ValueError("data.train: required (a data file or hub dataset id); set it in the recipe or pass --data")
         return self
+
+    def learning_rate(self) -> float:
+        """The peak learning rate this recipe trains with (the method's default when train.lr is unset)."""
+        return self.train.lr or DEFAULT_LR[self.method]
+
+
+class ClassifierRecipe(FinetuneBase):
+    task: Literal["sequence-classification"] = "sequence-classification"
+    data: ClassifierData = ClassifierData()
+    train: ClassifierTrain = ClassifierTrain()
+
+
+class CausalLMRecipe(FinetuneBase):
+    task: Literal["causal-lm"] = "causal-lm"
+    data: LMData = LMData()
+    train: LMTrain = LMTrain()
+
+
+FinetuneRecipe = Union[ClassifierRecipe, CausalLMRecipe]
+TASK_SCHEMAS: dict[str, type[FinetuneBase]] = {"sequence-classification": ClassifierRecipe, "causal-lm": CausalLMRecipe}
 
 
 class DistillSpec(Strict):
@@ -129,7 +179,7 @@ class DistillSpec(Strict):
     keep_student_init: bool = Field(False, description="keep the student's initial weights (student_init/) after the run")
 
 
-class DistillRecipe(FinetuneRecipe):
+class DistillRecipe(ClassifierRecipe):
     command: Literal["distill"] = "distill"
     method: Literal["lora", "full"] = Field("full", description="students are trained fully by default")
     teacher: str | None = Field(None, description="the fine-tuned teacher: run directory, model directory or hub id")
@@ -141,3 +191,17 @@ class DistillRecipe(FinetuneRecipe):
         if not self.teacher:
             raise ValueError("teacher: required (a fine-tuned classifier: run directory or model directory); pass --teacher")
         return self
+
+
+def finetune_schema(raw: dict) -> type[FinetuneBase]:
+    """The schema of a finetune recipe, by its `task` (default: sequence-classification)."""
+    from nncli.core.errors import UsageError
+
+    task = raw.get("task") or "sequence-classification"
+    if task not in TASK_SCHEMAS:
+        import difflib
+
+        close = difflib.get_close_matches(str(task), list(TASK_SCHEMAS), n=1)
+        raise UsageError(f"task: unknown task {task!r}" + (f"; did you mean '{close[0]}'?" if close else ""),
+                         f"one of: {', '.join(TASK_SCHEMAS)}")
+    return TASK_SCHEMAS[task]

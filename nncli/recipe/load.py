@@ -6,19 +6,18 @@ the current directory, as on any command line."""
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from nncli.core.errors import UsageError
 from nncli.recipe.base import Strict
 from nncli.recipe.finetune import FinetuneRecipe
-from nncli.recipe.registry import PATH_KEYS, SCHEMAS
+from nncli.recipe.registry import PATH_KEYS
 
 # ---------------------------------------------------------------------------------------------- loading
 
@@ -58,7 +57,15 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    return key.split("."), value
+    return split_key(key), value
+
+
+def split_key(key: str) -> list[str]:
+    """A dotted key as a path; under gates.min / gates.max the rest is one metric name (test.accuracy)."""
+    parts = key.split(".")
+    if len(parts) > 3 and parts[0] == "gates" and parts[1] in ("min", "max"):
+        return parts[:2] + [".".join(parts[2:])]
+    return parts
 
 
 def set_path(tree: dict, path: list[str], value: Any) -> None:
@@ -98,9 +105,10 @@ def resolve_relative(raw: dict, base: Path, command: str) -> None:
 
 
 def load_recipe(command: str, path: str | Path | None = None, overrides: list[str] | None = None,
-                flags: dict[str, Any] | None = None) -> Strict:
-    """Build a validated recipe: defaults < file < overrides < flags (flags use dotted keys too)."""
-    schema = SCHEMAS[command]
+                flags: dict[str, Any] | None = None, gates: dict[str, dict[str, float]] | None = None) -> Strict:
+    """Build a validated recipe: defaults < file < overrides < flags (flags use dotted keys too). `gates`
+    ({"min": {metric: x}, "max": {...}}, from --min/--max) add to the recipe's own gates, so they are saved with the
+    resolved recipe and apply again when it is re-run."""
     raw: dict = {}
     if path is not None:
         raw = read_yaml(path)
@@ -118,7 +126,10 @@ def load_recipe(command: str, path: str | Path | None = None, overrides: list[st
     for dotted, value in (flags or {}).items():
         if value is not None:
             set_path(raw, dotted.split("."), value)
-    return validate(schema, raw, source=str(path) if path else "recipe")
+    for side, table in (gates or {}).items():
+        for metric, threshold in table.items():
+            set_path(raw, ["gates", side, metric], threshold)
+    return validate(command, raw, source=str(path) if path else "recipe")
 
 
 def load_run_recipe(run_dir: str | Path) -> "FinetuneRecipe":
@@ -127,49 +138,19 @@ def load_run_recipe(run_dir: str | Path) -> "FinetuneRecipe":
     return load_recipe("distill" if read_yaml(path).get("command") == "distill" else "finetune", path)
 
 
-def validate(schema: type[Strict], raw: dict, source: str = "recipe") -> Strict:
+def validate(command: str, raw: dict, source: str = "recipe") -> Strict:
+    """The recipe for `command` (for finetune: the schema of its task), or every problem at once as a UsageError."""
+    from nncli.recipe.hints import format_errors
+    from nncli.recipe.registry import schema_for
+
+    schema = schema_for(command, raw)
     try:
         return schema.model_validate(raw)
     except ValidationError as e:
         problems = format_errors(schema, e)
         raise UsageError(f"{source}: {len(problems)} problem(s) in the recipe", "fix the keys listed above; "
-                         "see every key with: nncli recipes show quickstart", details=problems)
-
-
-def format_errors(schema: type[BaseModel], error: ValidationError) -> list[str]:
-    out = []
-    for err in error.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal[", "list["))]
-        key = ".".join(loc) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            known = _fields_at(schema, loc[:-1])
-            close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
-            msg = "unknown key" + (f"; did you mean '{'.'.join(loc[:-1] + [close[0]])}'?" if close else
-                                   f"; known keys here: {', '.join(sorted(known))}")
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-            if msg.startswith(key + ": "):
-                msg = msg[len(key) + 2:]
-            elif ": " in msg and key == "(top level)":
-                key, _, msg = msg.partition(": ")
-        if "input" in err and err["type"] not in ("extra_forbidden", "missing") and not isinstance(err["input"], dict):
-            msg += f" (got {err['input']!r})"
-        line = f"{key}: {msg}"
-        if line not in out:
-            out.append(line)
-    return out
-
-
-def _fields_at(schema: type[BaseModel], loc: list[str]) -> list[str]:
-    model = schema
-    for part in loc:
-        field = model.model_fields.get(part)
-        ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
+                         f"see every key with: nncli recipes show {'reviews' if command == 'finetune' else command}",
+                         details=problems) from None
 
 
 def dump(recipe: Strict) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from nncli.recipe.base import Strict
 from nncli.recipe.deploy import BenchRecipe, ExportRecipe, QuantizeRecipe
 from nncli.recipe.evaluate import DriftRecipe, EvaluateRecipe
-from nncli.recipe.finetune import DistillRecipe, FinetuneRecipe
+from nncli.recipe.finetune import ClassifierRecipe, DistillRecipe, finetune_schema
 from nncli.recipe.pipeline import PipelineRecipe
 
-SCHEMAS: dict[str, type[Strict]] = {"finetune": FinetuneRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe,
+# finetune recipes are closed per task: see schema_for
+SCHEMAS: dict[str, type[Strict]] = {"finetune": ClassifierRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe,
                                     "quantize": QuantizeRecipe, "drift": DriftRecipe,
                                     "distill": DistillRecipe, "bench": BenchRecipe, "pipeline": PipelineRecipe}
 
@@ -23,3 +24,8 @@ PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "t
              "distill": [("data", "train"), ("data", "validation"), ("data", "test"), ("teacher",), ("output",),
                          ("distill", "transfer_data"), ("distill", "cache_dir")]}
 PATH_KEYS["finetune"] = PATH_KEYS["finetune"] + [("data", "augment", "synonyms")]
+
+
+def schema_for(command: str, raw: dict) -> type[Strict]:
+    """The schema a raw recipe of `command` is validated against (finetune: the one of its task)."""
+    return finetune_schema(raw) if command == "finetune" else SCHEMAS[command]

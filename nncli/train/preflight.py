@@ -19,6 +19,7 @@ from nncli.core.errors import EnvironmentProblem, InputError, NncliError, UsageE
 class Preflight:
     data: LabelledData | None = None
     model_path: str | None = None
+    max_length: int = 128
     tokenizer: object = None
     config: object = None
     warnings: list[str] = field(default_factory=list)
@@ -119,8 +120,9 @@ def _data_checks(pf: Preflight, recipe) -> None:
     import numpy as np
 
     lengths = np.array([len(x) for x in enc])
-    max_len = recipe.data.max_length
     model_max = getattr(pf.config, "max_position_embeddings", None)
+    max_len, how = choose_max_length(recipe.data.max_length, lengths, model_max)
+    pf.max_length = max_len
     if model_max and max_len > model_max:
         raise UsageError(f"data.max_length: {max_len} is longer than the model's {model_max} positions",
                          f"set data.max_length={min(512, model_max)} or less")
@@ -128,13 +130,32 @@ def _data_checks(pf: Preflight, recipe) -> None:
     summary["tokens"] = {"p50": int(np.percentile(lengths, 50)), "p90": int(np.percentile(lengths, 90)),
                          "p99": int(np.percentile(lengths, 99)), "max": int(lengths.max()), "max_length": max_len,
                          "truncated_share": round(truncated, 4),
-                         "mean_after_truncation": float(np.minimum(lengths, max_len).mean())}
+                         "mean_after_truncation": float(np.minimum(lengths, max_len).mean()), "max_length_chosen": how}
     if truncated > 0.1:
         w.append(f"{truncated:.0%} of training texts are longer than data.max_length={max_len} tokens and will be "
                  f"truncated (p90 {summary['tokens']['p90']}, max {summary['tokens']['max']}); consider a larger max_length")
     elif truncated > 0:
         summary["tokens"]["note"] = f"{truncated:.1%} of training texts will be truncated"
     pf.summary = summary
+
+
+AUTO_LENGTHS = (64, 128, 192, 256, 320, 384, 448, 512)
+
+
+def choose_max_length(setting, lengths, model_max: int | None) -> tuple[int, str]:
+    """data.max_length=auto: the shortest of 64..512 tokens that keeps 95% of the training texts whole, within the
+    model's positions (RoBERTa-style models reserve two)."""
+    import numpy as np
+
+    if setting != "auto":
+        return int(setting), "set in the recipe"
+    cap = min(512, (model_max - 2) if model_max and model_max > 512 else (model_max or 512))
+    for n in AUTO_LENGTHS:
+        if n >= cap:
+            break
+        if float(np.mean(lengths <= n)) >= 0.95:
+            return n, f"auto: {np.mean(lengths <= n):.0%} of training texts fit in {n} tokens"
+    return cap, f"auto: the model's limit of {cap} tokens ({np.mean(lengths <= cap):.0%} of training texts fit)"
 
 
 def _conflicting_duplicates(split, norm) -> int:
@@ -155,7 +176,7 @@ def _estimate(pf: Preflight, recipe, check_memory: bool) -> None:
     n_embed = vocab * h
     n_layer_params = layers * (4 * h * h + 2 * h * inter)
     n_params = n_embed + n_layer_params
-    b, s = recipe.train.batch_size, min(recipe.data.max_length, max(8, pf.summary["tokens"]["p99"]))
+    b, s = recipe.train.batch_size, min(pf.max_length, max(8, pf.summary["tokens"]["p99"]))
     # activations kept for backward, fp32 (Korthikanti et al. 2022, per layer s*b*h*(34 + 5*a*s/h) at 2 bytes -> x2)
     act = layers * s * b * h * (68 + 10 * heads * s / h) * (inter / (4 * h) * 0.5 + 0.5)
     trainable = n_params if recipe.method == "full" else 2 * layers * 6 * recipe.lora.r * (h + inter) + 2 * h * h

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from nncli.core import console
 from nncli.core.errors import GateFailed, InputError, Interrupted, UsageError
-from nncli.recipe.finetune import FinetuneRecipe
 from nncli.core.rundir import RunDir
-from nncli.core.report import Timer, base_report, environment, now
+from nncli.core.report import RunReport, Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_bytes
+from nncli.train.loop import Callback
 
 DEFAULT_SPACE = {
     "lora": {"train.lr": {"low": 1e-4, "high": 3e-3, "log": True}, "train.batch_size": {"choices": [8, 16, 32]},
@@ -36,9 +36,11 @@ DEFAULT_SPACE = {
 }
 
 
-def space_of(recipe: FinetuneRecipe) -> dict:
+def space_of(recipe) -> dict:
     sw = recipe.sweep
     space = dict(sw.space) if sw and sw.space else dict(DEFAULT_SPACE[recipe.method])
+    if recipe.task != "sequence-classification":
+        space.pop("train.class_weights", None)
     for k, v in space.items():
         if not isinstance(v, dict) or not ("choices" in v or ("low" in v and "high" in v)):
             raise UsageError(f"sweep.space.{k}: give {{low, high[, log]}} or {{choices: [...]}}", "e.g. train.lr: {low: 1e-4, high: 3e-3, log: true}")
@@ -61,7 +63,7 @@ def _suggest(trial, space: dict) -> dict:
     return params
 
 
-def _trial_recipe(base: FinetuneRecipe, params: dict, out: Path) -> FinetuneRecipe:
+def _trial_recipe(base, params: dict, out: Path):
     from nncli.recipe.load import set_path, validate
 
     raw = base.model_dump(mode="json")
@@ -72,65 +74,94 @@ def _trial_recipe(base: FinetuneRecipe, params: dict, out: Path) -> FinetuneReci
     raw["gates"] = {"min": {}, "max": {}}
     for k, v in params.items():
         set_path(raw, k.split("."), v)
-    return validate(FinetuneRecipe, raw, source="sweep trial")
+    return validate("finetune", raw, source="sweep trial")
 
 
-def run(recipe: FinetuneRecipe, *, trials: int, timeout: float | None = None, metric: str | None = None,
-        storage: str | None = None, study_name: str | None = None, output: str | None = None) -> dict:
+def run(recipe, *, trials: int, timeout: float | None = None, metric: str | None = None,
+        storage: str | None = None, study_name: str | None = None, output: str | None = None) -> RunReport:
     try:
         import optuna
     except ImportError:
         from nncli.core.errors import missing_extra
 
         raise missing_extra("optuna", "sweep") from None
-    from nncli.train import finetune
-
     timer = Timer()
     if recipe.data.validation is None and not recipe.data.validation_split:
-        console.log("no validation file: each trial holds out a stratified split of train (data.validation_fraction)")
+        console.log("no validation file: each trial holds out a split of train (data.validation_fraction)")
     metric = metric or (recipe.sweep.metric if recipe.sweep else None) or recipe.train.metric
-    if metric not in ("accuracy", "macro_f1", "loss"):
-        raise UsageError(f"--metric {metric}: sweeps optimise accuracy, macro_f1 or loss (on the validation split)", "e.g. --metric macro_f1")
+    allowed = ("loss",) if recipe.task == "causal-lm" else ("accuracy", "macro_f1", "loss")
+    if metric not in allowed:
+        raise UsageError(f"--metric {metric}: this sweep optimises {' or '.join(allowed)} (on the validation split)",
+                         f"e.g. --metric {allowed[-1]}")
     if trials < 1:
         raise UsageError("--trials must be at least 1", "e.g. --trials 20")
     space = space_of(recipe)
-    out = RunDir(output or recipe.output or f"runs/{recipe.name or 'sweep'}-sweep")
-    out.path.mkdir(parents=True, exist_ok=True)
+    out = RunDir(output or recipe.output or f"runs/{recipe.name or 'sweep'}-sweep", command="sweep")
+    out.prepare(resume=(out.path / "study.db").exists() or (out.path / "report.json").exists())
     url = storage or f"sqlite:///{(out.path / 'study.db').resolve()}"
     name = study_name or (recipe.sweep.study_name if recipe.sweep and recipe.sweep.study_name else (recipe.name or "nncli-sweep"))
-    sw = recipe.sweep
-    seed = recipe.train.seed
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _open_study(optuna, url, name, metric, recipe)
+    finished = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
+                        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    console.log(f"sweep: study '{name}' in {url}: {len(finished())} of {trials} trials already finished; metric validation {metric}")
+    if len(finished()) >= trials:
+        console.log("sweep: the trial budget is already spent; reporting the study")
+    try:
+        study.optimize(_objective(optuna, recipe, space, metric, out), n_trials=max(0, trials - len(finished())), timeout=timeout,
+                       catch=(InputError,), callbacks=[optuna.study.MaxTrialsCallback(
+                           trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
+    except Interrupted as e:
+        raise Interrupted(f"sweep interrupted: {e.message}", "run the same command again: the study resumes where it stopped") from e
+    return _report(optuna, study, recipe, space, metric, name, url, out, timer)
+
+
+def _open_study(optuna, url: str, name: str, metric: str, recipe):
+    import random
+    import time
     import warnings
 
+    sw = recipe.sweep
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     pruner = (optuna.pruners.SuccessiveHalvingPruner() if sw and sw.pruner == "halving"
               else optuna.pruners.MedianPruner(n_startup_trials=sw.startup_trials if sw else 3, n_warmup_steps=0))
-    study = None
+    last = None
     for attempt in range(6):   # workers starting together race to create the tables: retry, then give up clearly
         try:
             rdb = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90,
                                              engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
             study = optuna.create_study(study_name=name, storage=rdb, load_if_exists=True,
                                         direction="minimize" if metric == "loss" else "maximize",
-                                        sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+                                        sampler=optuna.samplers.TPESampler(seed=recipe.train.seed), pruner=pruner)
             break
         except Exception as e:
             last = e
-            import random as _r
-            import time as _t
-
-            _t.sleep(0.5 + _r.random() * (attempt + 1))
-    if study is None:
+            time.sleep(0.5 + random.random() * (attempt + 1))
+    else:
         raise InputError(f"cannot open the study storage {url}: {type(last).__name__}: {str(last)[:160]}",
                          "check the URL (sqlite:///path.db, postgresql://user@host/db) and that its driver is installed")
     optuna.storages.fail_stale_trials(study)
-    finished = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
-                        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     if sw and sw.enqueue and not study.get_trials(deepcopy=False):
         for point in sw.enqueue:
             study.enqueue_trial(point, skip_if_exists=True)
-    console.log(f"sweep: study '{name}' in {url}: {len(finished())} of {trials} trials already finished; metric validation {metric}")
+    return study
+
+
+class Pruning(Callback):
+    """Reports every validation result to the trial; stops the run when the pruner says it falls behind."""
+
+    def __init__(self, optuna, trial, metric: str):
+        self.optuna, self.trial, self.metric = optuna, trial, metric
+
+    def on_evaluate(self, run, step: int, metrics: dict) -> None:
+        value = metrics[self.metric]
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            raise self.optuna.TrialPruned(f"validation {self.metric} {value:.4f} at step {step} is below the median of earlier trials")
+
+
+def _objective(optuna, recipe, space: dict, metric: str, out: RunDir):
+    from nncli.train import finetune
 
     def objective(trial):
         params = _suggest(trial, space)
@@ -138,15 +169,8 @@ def run(recipe: FinetuneRecipe, *, trials: int, timeout: float | None = None, me
         trial.set_user_attr("run_dir", str(trial_out))
         r = _trial_recipe(recipe, params, trial_out)
         console.log(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
-
-        def on_eval(step: int, ev: dict) -> None:
-            value = ev[metric]
-            trial.report(value, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"validation {metric} {value:.4f} at step {step} is below the median of earlier trials")
-
         try:
-            rep = finetune.run(r, overwrite=True, on_eval=on_eval)
+            rep = finetune.run(r, overwrite=True, callbacks=(Pruning(optuna, trial, metric),))
         except optuna.TrialPruned:
             _mark(trial_out, "pruned")
             console.log(f"trial {trial.number}: pruned")
@@ -160,24 +184,20 @@ def run(recipe: FinetuneRecipe, *, trials: int, timeout: float | None = None, me
         console.log(f"trial {trial.number}: validation {metric} {value:.4f}")
         return value
 
-    if len(finished()) >= trials:
-        console.log("sweep: the trial budget is already spent; reporting the study")
-    try:
-        study.optimize(objective, n_trials=max(0, trials - len(finished())), timeout=timeout, catch=(InputError,),
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE,
-                                                                                 optuna.trial.TrialState.PRUNED))])
-    except Interrupted as e:
-        raise Interrupted(f"sweep interrupted: {e.message}", "run the same command again: the study resumes where it stopped") from e
+    return objective
+
+
+def _report(optuna, study, recipe, space, metric, name, url, out, timer) -> RunReport:
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         raise InputError("no trial completed", "see the trial directories; widen the search space or check the data")
     best = study.best_trial
-    report = base_report("sweep", recipe.name)
+    report = base_report("sweep", recipe.name, task=recipe.task)
     report.update(study={"name": name, "storage": url, "direction": study.direction.name.lower(), "metric": f"validation.{metric}"},
                   space=space, trials=[_trial_row(t) for t in study.get_trials(deepcopy=False)],
                   best={"number": best.number, "value": best.value, "params": best.params, "run_dir": best.user_attrs.get("run_dir")},
                   environment=environment(recipe.train.threads))
-    counts = {}
+    counts: dict = {}
     for t in report["trials"]:
         counts[t["state"]] = counts.get(t["state"], 0) + 1
     report["counts"] = counts
@@ -208,10 +228,14 @@ def _trial_row(t) -> dict:
             "error": t.user_attrs.get("error")}
 
 
-def _score_test(recipe: FinetuneRecipe, run_dir: str | None) -> dict | None:
+def _score_test(recipe, run_dir: str | None) -> dict | None:
     """The best trial's model on the test split, once."""
     if not run_dir:
         return None
+    if recipe.task == "causal-lm":
+        from nncli.train.causal_lm import score
+
+        return score(Path(run_dir) / "merged", recipe, "test")
     import numpy as np
 
     from nncli.evaluate import metrics as M
@@ -262,84 +286,3 @@ def dump_params(params: dict) -> str:
 
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-# ---------------------------------------------------------------------------------------------- LR range test
-
-def lr_range_test(model, batches, loss_of, optimizer_factory, *, start: float = 1e-7, end: float = 1.0, steps: int = 200,
-                  smooth: float = 0.98, diverge: float = 4.0) -> dict:
-    """Exponentially increasing LR, one batch per step; EMA-smoothed loss; stops when it diverges.
-
-    Suggestion: the LR at the steepest descent of the smoothed loss (in log-LR), bounded by a tenth of
-    the LR of the minimum loss. The model's trainable weights are restored afterwards."""
-    import torch
-
-    saved = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    opt = optimizer_factory(start)
-    mult = (end / start) ** (1 / max(steps - 1, 1))
-    lrs, losses, smoothed = [], [], []
-    avg, best = 0.0, float("inf")
-    model.train()
-    for i in range(steps):
-        lr = start * mult ** i
-        for g in opt.param_groups:
-            g["lr"] = lr
-        batch = batches(i)
-        opt.zero_grad(set_to_none=True)
-        loss = loss_of(batch)
-        if not torch.isfinite(loss):
-            break
-        loss.backward()
-        opt.step()
-        v = float(loss)
-        avg = smooth * avg + (1 - smooth) * v
-        s = avg / (1 - smooth ** (i + 1))
-        lrs.append(lr)
-        losses.append(v)
-        smoothed.append(s)
-        best = min(best, s)
-        if i > 10 and s > diverge * best:
-            break
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for n, v in saved.items():
-            params[n].copy_(v)
-    if len(smoothed) < 10:
-        raise InputError("the learning-rate range test diverged at once", "check the data, or lower the start of the range")
-    import numpy as np
-
-    log_lr = np.log10(lrs)
-    sm = np.array(smoothed)
-    grad = np.gradient(sm, log_lr)
-    lo = max(3, int(0.05 * len(sm)))
-    i_min = int(np.argmin(sm))
-    window = grad[lo:max(i_min, lo + 1)]
-    i_steep = lo + int(np.argmin(window)) if len(window) else i_min
-    suggestion = min(lrs[i_steep], lrs[i_min] / 10) if i_min > lo else lrs[i_steep]
-    return {"lrs": lrs, "losses": losses, "smoothed": smoothed, "suggested_lr": float(suggestion),
-            "steepest_lr": float(lrs[i_steep]), "min_loss_lr": float(lrs[i_min]), "steps_run": len(lrs)}
-
-
-def plot_lr(result: dict, path: Path) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(result["lrs"], result["losses"], alpha=0.3, label="loss")
-    ax.plot(result["lrs"], result["smoothed"], label="smoothed")
-    ax.axvline(result["suggested_lr"], color="red", linestyle="--", label=f"suggested {result['suggested_lr']:.2g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    lo, hi = min(result["smoothed"]), max(result["smoothed"][: max(1, len(result["smoothed"]) // 2)])
-    ax.set_ylim(lo * 0.9, max(hi, lo) * 1.6)
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())

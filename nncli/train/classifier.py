@@ -1,0 +1,162 @@
+"""`nncli finetune` for sequence classification, around the one loop: pre-flight, model and task, and what comes
+after training (every split scored with intervals, reference baselines, guardrails, artifacts that load in the
+ecosystem's clients, the drift profile)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nncli.core import console
+from nncli.evaluate import metrics as M
+
+METRIC_NAMES = ("accuracy", "macro_f1", "loss")
+
+
+def prepare(recipe):
+    """Every data and model problem, before any training (also `nncli validate` and --dry-run)."""
+    from nncli.train import preflight
+
+    pf = preflight.run(recipe)
+    for w in pf.warnings:
+        console.warn(w)
+    console.log(preflight.render(pf))
+    return pf
+
+
+def render(pf) -> str:
+    from nncli.train import preflight
+
+    return preflight.render(pf)
+
+
+def known_metrics(pf) -> list[str]:
+    splits = ["validation"] + (["test"] if pf.data.test is not None else [])
+    out = list(METRIC_NAMES) + [f"{s}.{m}" for s in splits for m in METRIC_NAMES]
+    return out + ["vs_baseline.accuracy", "vs_baseline.macro_f1"]
+
+
+def inputs_of(recipe) -> list:
+    return [recipe.data.train, recipe.data.validation, recipe.data.test, recipe.model.name]
+
+
+def data_fingerprint(pf) -> str:
+    return pf.data.fingerprint
+
+
+def build(pf, recipe, report, *, train_split=None):
+    """The model (with LoRA) and the task; `train_split` replaces the training split (augmentation, distillation)."""
+    from nncli.io.models import accepted_inputs
+    from nncli.train.tasks.classify import ClassificationTask, build_model
+
+    model = build_model(pf.model_path, pf.data.label_names, recipe, report)
+    if train_split is None and recipe.data.augment.methods:
+        train_split = _augmented(pf.data, recipe, report)
+    t = recipe.train
+    task = ClassificationTask(pf.data, pf.tokenizer, pf.max_length, accepted_inputs(model), metric=t.metric,
+                              class_weights=t.class_weights, label_smoothing=t.label_smoothing, head_lr=t.head_lr,
+                              train_split=train_split)
+    return task, model
+
+
+def _augmented(data, recipe, report):
+    import dataclasses
+
+    from nncli.core.errors import UsageError
+    from nncli.train.augment import augment_split
+
+    if data.train.pairs is not None:
+        raise UsageError("data.augment does not support text pairs (it would change one side only)", "remove data.augment")
+    a = recipe.data.augment
+    texts, labels, added = augment_split(data.train.texts, list(data.train.labels), a, recipe.train.seed)
+    report["data"]["augmentation"] = {"methods": list(a.methods), "p": a.p, "examples_added": added,
+                                      "train_rows_with_augmentation": len(texts)}
+    console.log(f"augmentation: {added} augmented training examples added ({', '.join(a.methods)})")
+    return dataclasses.replace(data.train, texts=texts, labels=labels)
+
+
+def conclude(run, pf, recipe, out, report) -> tuple[dict, dict, dict]:
+    """Score every held-out split with the restored best weights, compare with the baselines, save the artifacts.
+    Returns the gate values, their 95% intervals and their sample sizes."""
+    data, task = pf.data, run.task
+    console.log("scoring: validation" + (" and test" if data.test is not None else "") + " with the best checkpoint")
+    results, preds = {}, {}
+    for split in [s for s in data.splits() if s.name != "train"]:
+        ev = run.evaluate(split.name)
+        preds[split.name] = task.probs[split.name].argmax(1)
+        ev["ci95"] = M.bootstrap_ci(split.labels, preds[split.name], task.n_classes, seed=recipe.train.seed)
+        ev["n"] = len(split)
+        pc = M.per_class(np.asarray(split.labels), preds[split.name], task.n_classes)
+        ev["per_class"] = {name: {k: float(pc[k][i]) for k in ("precision", "recall", "f1", "support")}
+                           for i, name in enumerate(data.label_names)}
+        results[split.name] = ev
+    report["metrics"] = results
+    if not run.is_main:
+        return {}, {}, {}
+    console.log("baselines: majority class and TF-IDF + logistic regression on the same splits")
+    report["baselines"] = baselines(data, recipe.train.seed)
+    warnings = guardrails(report, preds, data.label_names)
+    for w in warnings:
+        console.warn(w)
+    report["warnings"].extend(warnings)
+    from nncli.train.artifacts import save_classifier
+
+    save_classifier(run, pf, recipe, out, report)
+    return flat_values(report)
+
+
+def baselines(data, seed: int) -> dict:
+    def joined(s):
+        return s.texts if s.pairs is None else [a + " [SEP] " + b for a, b in zip(s.texts, s.pairs)]
+
+    n = len(data.label_names)
+    held = {s.name: (joined(s), s.labels) for s in data.splits() if s.name != "train"}
+    return {"majority_class": {k: M.majority_baseline(data.train.labels, y, n) for k, (_, y) in held.items()},
+            "tfidf_logreg": M.tfidf_baseline(joined(data.train), data.train.labels, held, n, seed=seed)}
+
+
+def flat_values(report) -> tuple[dict, dict, dict]:
+    """Gate values: split.metric for every split, the bare names for the test split (else validation), and
+    vs_baseline.* = the model minus the best reference baseline on that split."""
+    values, intervals, sizes = {}, {}, {}
+    primary = "test" if "test" in report["metrics"] else "validation"
+    for split, ev in report["metrics"].items():
+        for k in METRIC_NAMES:
+            keys = [f"{split}.{k}"] + ([k] if split == primary else [])
+            for key in keys:
+                values[key], sizes[key] = ev[k], ev["n"]
+                if k in ev.get("ci95", {}):
+                    intervals[key] = ev["ci95"][k]
+    base = report["baselines"]
+    for k in ("accuracy", "macro_f1"):
+        best = max(base["majority_class"][primary][k], base["tfidf_logreg"][primary][k])
+        values[f"vs_baseline.{k}"] = report["metrics"][primary][k] - best
+        sizes[f"vs_baseline.{k}"] = report["metrics"][primary]["n"]
+    return values, intervals, sizes
+
+
+def guardrails(report, predictions: dict, label_names: list[str]) -> list[str]:
+    """Say loudly, first, when the network does not earn its cost."""
+    out = []
+    for split, pred in predictions.items():
+        used = sorted(set(np.asarray(pred).tolist()))
+        m = report["metrics"][split]
+        base = report["baselines"]["majority_class"][split]
+        tfidf = report["baselines"]["tfidf_logreg"][split]
+        if len(used) == 1:
+            out.append(f"COLLAPSED: the model predicts only '{label_names[used[0]]}' on {split}; it learned nothing useful. "
+                       "Try a higher train.lr, more epochs, or method=full")
+        elif m["accuracy"] < base["accuracy"] and m["macro_f1"] < tfidf["macro_f1"]:
+            out.append(f"BELOW BASELINES on {split}: accuracy {m['accuracy']:.3f} is under the majority class "
+                       f"({base['accuracy']:.3f}) and macro-F1 {m['macro_f1']:.3f} under TF-IDF + logistic regression "
+                       f"({tfidf['macro_f1']:.3f}): do not ship this model; the TF-IDF baseline is the better choice here "
+                       "(gate it in CI with --min vs_baseline.macro_f1=0)")
+        elif tfidf["macro_f1"] > m["macro_f1"] + 0.02:
+            out.append(f"{split}: the TF-IDF + logistic regression baseline beats the model on macro-F1 "
+                       f"({tfidf['macro_f1']:.3f} vs {m['macro_f1']:.3f}): the neural model does not earn its cost yet")
+    return out
+
+
+def card(report, recipe) -> str:
+    from nncli.train.cards import classifier_card
+
+    return classifier_card(report, recipe)

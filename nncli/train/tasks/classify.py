@@ -1,0 +1,117 @@
+"""Sequence classification: texts (or text pairs) -> labels.
+
+Dynamic padding, class-weighted cross-entropy (balanced, square-root or none) with optional label smoothing, LoRA on
+every linear layer of the backbone with the classification head and the pooler trained fully (they are new for the
+task, or, in a sentence-embedding checkpoint, never trained for classification), and a separate head learning rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nncli.evaluate import metrics as M
+from nncli.io.inference import softmax
+from nncli.train.batching import pad
+from nncli.train.tasks.base import decay_groups
+
+HEAD_NAMES = ("classifier", "score", "pooler", "pre_classifier")
+
+
+class ClassificationTask:
+    name = "sequence-classification"
+    shown = ("accuracy", "macro_f1", "loss")
+
+    def __init__(self, data, tokenizer, max_length: int, accepted: set[str], *, metric: str = "macro_f1",
+                 class_weights: str = "balanced", label_smoothing: float = 0.0, head_lr: float | None = None, train_split=None):
+        self.data, self.tok, self.max_length = data, tokenizer, max_length
+        self.metric, self.higher_is_better = metric, metric != "loss"
+        self.n_classes = len(data.label_names)
+        self.head_lr, self.label_smoothing = head_lr, label_smoothing
+        splits = {s.name: s for s in data.splits()}
+        if train_split is not None:
+            splits["train"] = train_split
+        self.splits = splits
+        self.enc = {name: encode(tokenizer, s.texts, s.pairs, max_length, accepted, s.labels) for name, s in splits.items()}
+        self.weight = class_weight(np.asarray(splits["train"].labels), self.n_classes, class_weights)
+        self.probs: dict[str, np.ndarray] = {}
+
+    def lengths(self, split: str) -> np.ndarray:
+        return self.enc[split]["lengths"]
+
+    def collate(self, split: str, idx: list[int]) -> dict:
+        import torch
+
+        e = self.enc[split]
+        inputs = {k: pad(rows, idx, self.tok.pad_token_id if k == "input_ids" else 0) for k, rows in e["features"].items()}
+        return {"inputs": inputs, "labels": torch.as_tensor(e["labels"][list(idx)]), "index": torch.as_tensor(idx)}
+
+    def logits(self, model, batch):
+        return model(**batch["inputs"]).logits.float()
+
+    def loss(self, model, batch):
+        import torch
+
+        logits = self.logits(model, batch)
+        weight = None if self.weight is None else torch.as_tensor(self.weight, dtype=torch.float32, device=logits.device)
+        return torch.nn.functional.cross_entropy(logits, batch["labels"], weight=weight, label_smoothing=self.label_smoothing)
+
+    def eval_outputs(self, model, batch) -> dict:
+        return {"logits": self.logits(model, batch)}
+
+    def eval_metrics(self, outputs: dict, split: str) -> dict[str, float]:
+        probs = softmax(outputs["logits"].astype(np.float64))
+        self.probs[split] = probs
+        return M.classification(self.enc[split]["labels"], probs.argmax(1), self.n_classes, probs)
+
+    def param_groups(self, model, lr: float, weight_decay: float) -> list[dict]:
+        head_lr = self.head_lr or lr
+        return decay_groups(model, lambda n: head_lr if is_head(n) else lr, weight_decay)
+
+
+def is_head(name: str) -> bool:
+    return "modules_to_save" in name or any(f".{h}." in f".{name}" for h in HEAD_NAMES)
+
+
+def encode(tok, texts, pairs, max_length: int, accepted: set[str], labels) -> dict:
+    enc = tok(texts, pairs, truncation=True, max_length=max_length, verbose=False)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc and k in accepted]
+    return {"features": {k: enc[k] for k in keys}, "labels": np.asarray(labels, dtype=np.int64),
+            "lengths": np.array([len(x) for x in enc["input_ids"]])}
+
+
+def class_weight(labels: np.ndarray, n_classes: int, how: str) -> np.ndarray | None:
+    """Loss weights normalised to mean 1: inverse class frequency (balanced), its square root (sqrt), or none."""
+    if how == "none":
+        return None
+    labels = labels[labels >= 0]             # unlabelled rows (distillation transfer data) carry -100
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = len(labels) / (n_classes * np.maximum(counts, 1))
+    if how == "sqrt":
+        w = np.sqrt(w)
+    return w / w.mean()
+
+
+def build_model(model_path: str, label_names: list[str], recipe, report: dict):
+    """The classifier with its new head; LoRA on the backbone's linear layers (heads and pooler trained fully)."""
+    from nncli.io.models import head_modules, load_classifier, lora_target_regex
+
+    model, new_params = load_classifier(model_path, label_names, trust_remote_code=recipe.model.trust_remote_code,
+                                        allow_pickle=recipe.model.allow_pickle)
+    heads = head_modules(model)
+    training = {"fully_trained_modules": ["all"]}
+    if recipe.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        target, leaves = lora_target_regex(model, recipe.lora.target_modules, heads)
+        # peft already keeps the task head (classifier / score) for SEQ_CLS; name only what it would not
+        extra = sorted({h.split(".")[-1] for h in heads} - {"classifier", "score"})
+        cfg = LoraConfig(task_type="SEQ_CLS", r=recipe.lora.r, lora_alpha=recipe.lora.alpha or 2 * recipe.lora.r,
+                         lora_dropout=recipe.lora.dropout, target_modules=target, use_dora=recipe.lora.use_dora,
+                         modules_to_save=extra or None)
+        model = get_peft_model(model, cfg)
+        training = {"lora_targets": leaves, "fully_trained_modules": heads}
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    training.update(trainable_parameters=n_trainable, total_parameters=sum(p.numel() for p in model.parameters()),
+                    newly_initialised=sorted({k.rsplit(".", 1)[0] for k in new_params}))
+    report["training"] = training
+    return model
