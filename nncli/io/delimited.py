@@ -41,6 +41,7 @@ class _Parse:
     columns: list[list[str]]                    # body only, one list per header field
     ragged: list[tuple[int, int, str]] = field(default_factory=list)  # (row number, header = 1; field count; raw text)
     skipped_blank: int = 0                      # whitespace-only lines outside quotes (files of two or more columns)
+    multi: list[int] = field(default_factory=list)  # body rows with a line break inside a (quoted) field
 
     @property
     def width(self) -> int:
@@ -108,12 +109,11 @@ def _choose(data: bytes, delim: str, first_line: str, path: Path, role: str) -> 
 
 def _swallowed(p: _Parse, delim: str) -> tuple[int, int] | None:
     """(row number, lines) of the first row with a field in which a line break is followed by the delimiter."""
-    for col in p.columns:
-        for i, v in enumerate(col):
-            if ("\n" in v or "\r" in v) and delim in v:
-                rest = _NL.split(v)[1:]
-                if any(delim in ln for ln in rest):
-                    return i + 2, len(rest) + 1
+    for i in p.multi:
+        for col in p.columns:
+            rest = _NL.split(col[i])[1:]
+            if any(delim in ln for ln in rest):
+                return i + 2, len(rest) + 1
     return None
 
 
@@ -203,7 +203,18 @@ def _parse(data: bytes, delim: str, quoting: str, first_line: str, path: Path, r
             p.ragged.append((n, k, raw))
     if inserts:
         p.columns = _merge(body, inserts)
+    if quoting == "standard":
+        p.multi = _break_rows(p.columns)
     return p
+
+
+def _break_rows(columns: list[list[str]]) -> list[int]:
+    rows: set[int] = set()
+    for col in columns:
+        joined = "".join(col)  # one scan in C for the common case of no line breaks at all
+        if "\n" in joined or "\r" in joined:
+            rows.update(i for i, v in enumerate(col) if "\n" in v or "\r" in v)
+    return sorted(rows)
 
 
 def _merge(columns: list[list[str]], inserts: list[tuple[int, list[str]]]) -> list[list[str]]:
@@ -246,16 +257,16 @@ def _finish(p: _Parse, text: str, path: Path, role: str, notes: list[str], delim
 def _count_lines(p: _Parse, body: list[list[str]], text: str, path: Path, notes: list[str], delim: str) -> list[str]:
     """Rows against the file's lines: blank lines and rows spanning several lines are reported, never silent."""
     info = []
-    lines = _NL.split(text)
+    lines = (text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     header_lines = 1 + len(_NL.findall(delim.join(p.header)))
     non_empty = sum(1 for ln in lines[header_lines:] if ln.strip())
     n_rows = len(body[0]) if body else 0
-    multi = [i for i in range(n_rows) if any(_NL.search(c[i]) for c in body)] if p.quoting == "standard" else []
+    multi = p.multi
     blank_rows = 0
     if p.width == 1:
-        blank_rows = sum(1 for v in body[0] if not v.strip() and not _NL.search(v)) if body else 0
+        blank_rows = sum(1 for v in body[0] if not v.strip() and "\n" not in v and "\r" not in v) if body else 0
         if blank_rows:
             info.append(f"{path.name}: {blank_rows} blank line(s) read as rows with an empty text (a one-column file)")
     else:
