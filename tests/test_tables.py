@@ -85,11 +85,31 @@ def test_tsv_with_stray_unbalanced_quotes_keeps_every_row(tmp_path):
     assert t.quoting == "none"
     assert t.n_rows == len(lines) - 1
     assert t.columns["text"] == [ln.split("\t")[1] for ln in lines[1:]]  # quote characters kept as written
-    assert t.quoting_reason == ("with standard quoting row 2 swallowed 3 lines holding a tab: a stray quote; "
-                                "with quoting off every row has the header's 2 field(s)")
+    assert t.quoting_reason == ("with standard quoting row 2 spans 3 lines and its quote does not close where a field ends: "
+                                "a stray quote; with quoting off every row has the header's 2 field(s)")
     assert t.info[0] == f"sms.tsv: read with quoting off: {t.quoting_reason}"
     ref = pd.read_csv(p, sep="\t", keep_default_na=False, quoting=csv.QUOTE_NONE)
     assert t.columns["text"] == list(ref["text"])
+
+
+def test_stray_quotes_that_pair_up_across_records_keep_every_row(tmp_path):
+    # two stray quotes that happen to make one well-formed quoted field: the tab on its second line gives it away
+    p = tmp_path / "sms.tsv"
+    p.write_text('label\ttext\nham\t"ok\nspam\tWIN a 12"\nham\tfine\n')
+    t = read_table(str(p))
+    assert t.quoting == "none" and t.columns["text"] == ['"ok', 'WIN a 12"', "fine"]
+    assert t.quoting_reason.startswith("with standard quoting row 2 swallowed 2 lines holding a tab: a stray quote")
+
+
+def test_one_column_file_with_an_unclosed_quote_keeps_every_line(tmp_path):
+    p = tmp_path / "prompts.txt"
+    p.write_text('text\n"I think so, she said\nsecond\nthird\n')
+    t = read_table(str(p))
+    assert t.quoting == "none" and t.columns["text"] == ['"I think so, she said', "second", "third"]
+    q = tmp_path / "texts.csv"  # a well-formed one-column file from pandas keeps its multi-line texts
+    pd.DataFrame({"text": ["one\ntwo", 'say "hi"', "plain"]}).to_csv(q, index=False)
+    t = read_table(str(q))
+    assert t.quoting == "standard" and t.columns["text"] == ["one\ntwo", 'say "hi"', "plain"]
 
 
 def _never_closing(tmp_path: Path) -> Path:
@@ -144,8 +164,8 @@ def test_swallowed_lines_kept_with_a_note_when_quoting_off_does_not_fit(tmp_path
     p.write_text('text,label\n"has, comma",a\n' + good + '"broken ""quote,a\nnext row,b\nlast" ok,a\n' + good)
     t = read_table(str(p))
     assert t.quoting == "standard" and t.n_rows == 22
-    assert t.quoting_reason == ("row 13 spans 3 lines holding a comma, but with quoting off row 2 has 3 fields (header: 2), "
-                                "so standard quoting is kept")
+    assert t.quoting_reason == ("row 13 spans 3 lines and its quote does not close where a field ends, but with quoting off "
+                                "row 2 has 3 fields (header: 2), so standard quoting is kept")
     assert t.notes == ["d.csv: 24 non-empty lines after the header became 22 rows; 1 row(s) contain line breaks inside quotes. "
                        "Row 13 looks like several records merged by a stray quote; if so, fix the quote, "
                        "or set data.quoting=none"]
@@ -156,6 +176,13 @@ def test_doubled_quotes_are_one_quote(tmp_path):
     p.write_text('text\tlabel\n"He said ""wow"""\tpos\n"""all wrapped"""\tneg\n')
     t = read_table(str(p))
     assert t.columns["text"] == ['He said "wow"', '"all wrapped"']
+
+
+def test_every_value_is_text_even_under_a_quoted_multiline_header(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text('"review\ntext",label,code\n"a, b",x,007\nc,y,1.50\n')
+    t = read_table(str(p))
+    assert t.columns == {"review\ntext": ["a, b", "c"], "label": ["x", "y"], "code": ["007", "1.50"]}
 
 
 def test_one_column_blank_lines_are_rows(tmp_path):

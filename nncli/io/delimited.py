@@ -69,7 +69,7 @@ def read_delimited(text: str, path: Path, fmt: str, role: str, quoting: str = "a
                      f"read it as {dname}-separated")
     data = text.encode("utf-8")
     if quoting == "auto":
-        chosen, reason = _choose(data, delim, first_line, path, role)
+        chosen, reason = _choose(data, text, delim, first_line, path, role)
     else:
         chosen = _parse(data, delim, quoting, first_line, path, role)
         if chosen.ragged:
@@ -82,38 +82,51 @@ def read_delimited(text: str, path: Path, fmt: str, role: str, quoting: str = "a
 
 # ---------------------------------------------------------------------------------------------- choosing the quoting
 
-def _choose(data: bytes, delim: str, first_line: str, path: Path, role: str) -> tuple[_Parse, str]:
+def _choose(data: bytes, text: str, delim: str, first_line: str, path: Path, role: str) -> tuple[_Parse, str]:
     std = _parse(data, delim, "standard", first_line, path, role)
-    if b'"' not in data:
+    dname = DELIMITER_NAMES[delim]
+    if '"' not in text:
         if std.ragged:
-            _refuse(std, std, path, role, DELIMITER_NAMES[delim])
+            _refuse(std, std, path, role, dname)
         return std, "the file has no quote characters (both readings are the same)"
-    swallowed = None if std.ragged else _swallowed(std, delim)
-    if not std.ragged and swallowed is None:
+    suspect = None if std.ragged else (_unclosed(std, text) or _swallowed(std, delim))
+    if not std.ragged and suspect is None:
         return std, (f"every row has the header's {std.width} field(s) and no quoted field spans a line break followed by "
-                     f"a {DELIMITER_NAMES[delim]} (RFC 4180, as pandas, csv and spreadsheets write)")
+                     f"a {dname} (RFC 4180, as pandas, csv and spreadsheets write)")
     off = _parse(data, delim, "none", first_line, path, role)
     if not off.ragged:
-        if std.ragged:
-            why = (f"with standard quoting {len(std.ragged)} row(s) do not have the header's {std.width} fields "
-                   f"({std.first_ragged()})")
-        else:
-            why = f"with standard quoting row {swallowed[0]} swallowed {swallowed[1]} lines holding a {DELIMITER_NAMES[delim]}"
-        return off, f"{why}: a stray quote; with quoting off every row has the header's {off.width} field(s)"
-    if not std.ragged:
-        return std, (f"row {swallowed[0]} spans {swallowed[1]} lines holding a {DELIMITER_NAMES[delim]}, but with quoting off "
-                     f"{off.first_ragged()} (header: {off.width}), so standard quoting is kept")
-    _refuse(std, off, path, role, DELIMITER_NAMES[delim])
+        why = suspect or f"{len(std.ragged)} row(s) do not have the header's {std.width} fields ({std.first_ragged()})"
+        return off, (f"with standard quoting {why}: a stray quote; with quoting off every row has the header's "
+                     f"{off.width} field(s)")
+    if suspect:
+        return std, f"{suspect}, but with quoting off {off.first_ragged()} (header: {off.width}), so standard quoting is kept"
+    _refuse(std, off, path, role, dname)
     raise AssertionError("not reached")  # pragma: no cover
 
 
-def _swallowed(p: _Parse, delim: str) -> tuple[int, int] | None:
-    """(row number, lines) of the first row with a field in which a line break is followed by the delimiter."""
+def _unclosed(p: _Parse, text: str) -> str | None:
+    """The first row with a multi-line field that is not one well-formed quoted field in the file ("..." with inner
+    quotes doubled, closed where the field ends): a quote that opened a field and never closed in its place."""
+    pos = 0
+    for i in p.multi:
+        for col in p.columns:
+            v = col[i]
+            if "\n" not in v and "\r" not in v:
+                continue
+            at = text.find('"' + v.replace('"', '""') + '"', pos)  # multi-line fields appear in file order
+            if at < 0:
+                return f"row {i + 2} spans {len(_NL.split(v))} lines and its quote does not close where a field ends"
+            pos = at + 1
+    return None
+
+
+def _swallowed(p: _Parse, delim: str) -> str | None:
+    """The first row with a field in which a line break is followed by the delimiter."""
     for i in p.multi:
         for col in p.columns:
             rest = _NL.split(col[i])[1:]
             if any(delim in ln for ln in rest):
-                return i + 2, len(rest) + 1
+                return f"row {i + 2} swallowed {len(rest) + 1} lines holding a {DELIMITER_NAMES[delim]}"
     return None
 
 
@@ -178,7 +191,8 @@ def _parse(data: bytes, delim: str, quoting: str, first_line: str, path: Path, r
     # one block: a quoted field with line breaks must not straddle blocks; row numbers need a single thread
     block = max(1 << 20, min(len(data) + 1, 2**31 - 1))
     read = pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=block)
-    bound = first_line.count(delim) + 1
+    # every column read as text: an upper bound on the header's fields (a quoted header may span lines)
+    bound = (first_line if '"' not in first_line else data[:65536].decode("utf-8", "ignore")).count(delim) + 1
     convert = pcsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(bound)}, strings_can_be_null=False,
                                   quoted_strings_can_be_null=False)
     try:
