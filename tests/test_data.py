@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from nncli.io.labelled import clean_text, load_labelled
-
-from nncli.io.tables import read_table
 from nncli.core.errors import InputError, UsageError
+from nncli.io.labelled import clean_text, load_labelled
+from nncli.io.tables import read_table
 from nncli.recipe.finetune import ClassifierData as DataSpec
 
 
@@ -33,22 +32,22 @@ def test_csv_multiline_rows_are_counted_and_stray_quote_flagged(tmp_path):
     t = read_table(str(p))
     assert t.n_rows == 2 and any("3 non-empty lines after the header became 2 rows" in n for n in t.info)
     assert not t.notes  # a legitimate multi-line text is information, not a warning
-    # a quote that swallows whole records is flagged
+    # a quote that swallows whole records: quoting off is chosen (every line has the header's fields), and said so
     good = "".join(f"fine {i},{'ab'[i % 2]}\n" for i in range(10))
     p.write_text('text,label\n' + good + '"broken ""quote,a\nnext row,b\nlast" ok,a\n' + good)
     t = read_table(str(p))
-    assert any("stray quote" in n for n in t.notes)
-    # a quote that never closes is refused, naming the row
+    assert t.quoting == "none" and t.n_rows == 23 and "a stray quote" in t.quoting_reason
+    # a quote that never closes: quoting off keeps every row; forcing standard quoting is refused, naming the row
     p.write_text('text,label\nok,b\n"broken quote,a\nnext row,b\nlast,a\n')
+    assert read_table(str(p)).columns["text"] == ["ok", '"broken quote', "next row", "last"]
     with pytest.raises(InputError) as e:
-        read_table(str(p))
+        read_table(str(p), quoting="standard")
     assert "stray quote at row 3" in e.value.message
 
 
 def test_html_entities_and_wrapping_quotes():
     assert clean_text("It&#039;s &amp;quot;fine&amp;quot;") == 'It\'s "fine"'
-    assert clean_text('"Loved it"') == "Loved it"
-    assert clean_text('"He said ""wow"""') == 'He said "wow"'
+    assert clean_text('"Loved it"') == '"Loved it"'  # quotes are the reader's business (tests/test_tables.py)
     assert clean_text("  spaced \n out  ") == "spaced out"
     assert clean_text(float("nan")) == ""
 

@@ -150,8 +150,8 @@ def read_temperature(model_dir: Path | None) -> float:
 
 def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False, threads: int | None = None,
                     max_length: int | None = None) -> Classifier:
-    from nncli.io.models import check_tokenizer_matches, load_tokenizer, resolve
     from nncli.core.machine import set_threads
+    from nncli.io.models import check_tokenizer_matches, load_tokenizer, resolve
 
     d = model_dir_of(name)
     p = Path(name)

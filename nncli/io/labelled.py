@@ -52,6 +52,8 @@ _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
 
 
 def clean_text(value: Any, clean: bool = True) -> str:
+    """A cell as text: HTML entities unescaped (twice, for &amp;#039;), whitespace folded. Quotes are left alone: undoing
+    CSV quoting is the reader's job (nncli.io.delimited), so a text that starts and ends with a quote keeps them."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     s = value if isinstance(value, str) else str(value)
@@ -60,9 +62,6 @@ def clean_text(value: Any, clean: bool = True) -> str:
     for _ in range(2):  # double-escaped entities (&amp;#039;) are common in scraped text
         if _ENTITY.search(s):
             s = html.unescape(s)
-    s = s.strip()
-    while len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'" and s[0] not in s[1:-1].replace(s[0] * 2, ""):
-        s = s[1:-1].replace(s[0] * 2, s[0]).strip()
     return _WS.sub(" ", s).strip()
 
 
@@ -163,13 +162,14 @@ def _split_note(split: Split) -> str | None:
 def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) -> LabelledData:
     """Load train/validation/test per a DataSpec. Validation defaults to a stratified, seeded split of train."""
     notes: list[str] = []
-    train_t = read_table(data.train, role="train", encoding=data.encoding, config=data.config, split=data.train_split)
+    quoting = getattr(data, "quoting", "auto")
+    common = dict(encoding=data.encoding, config=data.config, quoting=quoting)
+    train_t = read_table(data.train, role="train", split=data.train_split, **common)
     val_source = data.validation or (data.train if data.validation_split and not is_local(data.train) else None)
-    val_t = read_table(val_source, role="validation", encoding=data.encoding, config=data.config,
-                       split=data.validation_split or "validation") if val_source else None
+    val_t = (read_table(val_source, role="validation", split=data.validation_split or "validation", **common)
+             if val_source else None)
     test_source = data.test or (data.train if data.test_split and not is_local(data.train) else None)
-    test_t = read_table(test_source, role="test", encoding=data.encoding, config=data.config,
-                        split=data.test_split or "test") if test_source else None
+    test_t = read_table(test_source, role="test", split=data.test_split or "test", **common) if test_source else None
     info: list[str] = []
     for t in (train_t, val_t, test_t):
         if t is not None:
@@ -216,7 +216,8 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
                 notes.append(note)
     fp = hashlib.sha256("|".join([t.fingerprint for t in (train_t, val_t, test_t) if t] +
                                  [str(data.text_column), str(data.label_column), str(data.text_pair_column), str(data.clean_text),
-                                  str(data.max_train_samples), str(data.validation_fraction), str(seed)]).encode()).hexdigest()[:16]
+                                  str(data.max_train_samples), str(data.validation_fraction), str(seed)]
+                                 + ([f"quoting={quoting}"] if quoting != "auto" else [])).encode()).hexdigest()[:16]
     return LabelledData(train, validation, test, label_names, notes, fp, info + [n for n in notes if is_info(n)])
 
 
@@ -268,9 +269,9 @@ def stratified_split(train: Split, fraction: float, seed: int, notes: list[str])
 
 def read_texts(source: str, text_column: str, *, role: str = "data", encoding: str = "utf-8", clean: bool = True,
                label_column: str | None = None, config: str | None = None, split: str = "train",
-               key_prefix: str = "data") -> tuple[Split, list[str | None], Table]:
+               key_prefix: str = "data", quoting: str = "auto") -> tuple[Split, list[str | None], Table]:
     """Read one file of texts (labels optional) for predict/evaluate/drift-style commands."""
-    table = read_table(source, role=role, encoding=encoding, config=config, split=split)
+    table = read_table(source, role=role, encoding=encoding, config=config, split=split, quoting=quoting)
     s, names = to_split(table, role, text_column, label_column, clean=clean, key_prefix=key_prefix)
     if len(s) == 0:
         raise InputError(f"{role} data {Path(source).name} has no usable rows ({s.rows_read} read, all empty)",

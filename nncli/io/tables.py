@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nncli.core.errors import InputError, UsageError
+from nncli.io.delimited import QUOTINGS, read_delimited
 
 LOCAL_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv", ".json": "json", ".jsonl": "jsonl",
                  ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -27,6 +25,8 @@ class Table:
     notes: list[str] = field(default_factory=list)      # problems worth a warning
     fingerprint: str = ""
     info: list[str] = field(default_factory=list)       # facts worth a log line
+    quoting: str = ""                                    # CSV/TSV: "standard" | "none", as decided for this file
+    quoting_reason: str = ""                             # CSV/TSV: one line saying why (also in info)
 
     @property
     def n_rows(self) -> int:
@@ -41,9 +41,13 @@ def is_local(source: str) -> bool:
     return p.exists() or p.suffix.lower() in LOCAL_FORMATS or source.startswith((".", "/", "~")) or "\\" in source
 
 
-def read_table(source: str, *, role: str = "data", encoding: str = "utf-8", config: str | None = None, quoting: str = "auto",
-               split: str = "train") -> Table:
-    """Read a local file (format from the extension) or a hub dataset split into a Table."""
+def read_table(source: str, *, role: str = "data", encoding: str = "utf-8", config: str | None = None,
+               split: str = "train", quoting: str = "auto") -> Table:
+    """Read a local file (format from the extension) or a hub dataset split into a Table.
+
+    quoting (CSV/TSV only): "auto" decides per file (see nncli.io.delimited), "standard" (RFC 4180) or "none"."""
+    if quoting not in QUOTINGS:
+        raise UsageError(f"data.quoting: unknown value '{quoting}'", f"use one of {', '.join(QUOTINGS)}")
     if not is_local(source):
         return _read_hub(source, config, split, role)
     path = Path(source).expanduser()
@@ -63,7 +67,8 @@ def read_table(source: str, *, role: str = "data", encoding: str = "utf-8", conf
     else:
         text = _decode(raw, path, role, encoding)
         if fmt in ("csv", "tsv"):
-            table = _read_delimited(text, path, fmt, role)
+            d = read_delimited(text, path, fmt, role, quoting)
+            table = Table(str(path), d.columns, fmt, d.notes, info=d.info, quoting=d.quoting, quoting_reason=d.quoting_reason)
         elif fmt == "jsonl":
             table = _read_jsonl(text, path, role)
         else:
@@ -78,120 +83,25 @@ def _read_bytes(path: Path, role: str) -> bytes:
     try:
         return path.read_bytes()
     except PermissionError:
-        raise InputError(f"{role} file is not readable (permission denied): {path}", "fix its permissions (chmod +r)")
+        raise InputError(f"{role} file is not readable (permission denied): {path}", "fix its permissions (chmod +r)") from None
     except OSError as e:
-        raise InputError(f"cannot read {role} file {path}: {e.strerror or e}", "check the file and the disk")
+        raise InputError(f"cannot read {role} file {path}: {e.strerror or e}", "check the file and the disk") from e
 
 
 def _decode(raw: bytes, path: Path, role: str, encoding: str) -> str:
     try:
         text = raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
     except LookupError:
-        raise UsageError(f"data.encoding: unknown encoding '{encoding}'", "use a Python codec name such as utf-8, latin-1, cp1252")
+        raise UsageError(f"data.encoding: unknown encoding '{encoding}'",
+                         "use a Python codec name such as utf-8, latin-1, cp1252") from None
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise InputError(f"{role} file {path.name} is not valid {encoding}: byte 0x{raw[e.start]:02x} at line {line}",
-                         "convert it (iconv -f latin1 -t utf-8) or set data.encoding=latin-1 (or cp1252)")
+                         "convert it (iconv -f latin1 -t utf-8) or set data.encoding=latin-1 (or cp1252)") from None
     if "\x00" in text:
         raise InputError(f"{role} file {path.name} contains NUL bytes: it looks binary or UTF-16",
                          "save it as UTF-8 text, or use .parquet for binary tables")
     return text
-
-
-def _sniff_delimiter(header: str, fmt: str) -> str:
-    expected = "\t" if fmt == "tsv" else ","
-    if expected in header:
-        return expected
-    for alt in ("\t", ";", ",", "|"):
-        if alt != expected and alt in header:
-            return alt
-    return expected
-
-
-def _read_delimited(text: str, path: Path, fmt: str, role: str) -> Table:
-    notes: list[str] = []
-    first_line = text.split("\n", 1)[0]
-    delim = _sniff_delimiter(first_line, fmt)
-    name = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}[delim]
-    if delim != ("\t" if fmt == "tsv" else ","):
-        notes.append(f"{path.name}: the header is {name}-separated although the extension is .{path.suffix.lstrip('.')}; read it as {name}-separated")
-    physical = [ln for ln in text.splitlines() if ln.strip()]
-    if delim == "\t" or fmt == "tsv":
-        # Quoting off: a stray quote can never swallow the following lines. Wrapping quotes are removed later.
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quotechar='"', doublequote=True, strict=False)
-    try:
-        rows = [r for r in reader]
-    except csv.Error as e:
-        raise InputError(f"{role} file {path.name} cannot be parsed at line {reader.line_num}: {e}",
-                         "check the quoting on that line, or save the file as TSV")
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
-        raise InputError(f"{role} file is empty: {path}", "add a header line and data rows")
-    header = [h.strip() for h in rows[0]]
-    for i, h in enumerate(header):
-        if not h:
-            header[i] = f"column_{i}"
-    if len(set(header)) != len(header):
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        raise InputError(f"{role} file {path.name} has duplicate column names: {', '.join(dupes)}", "rename the columns so each is unique")
-    width = len(header)
-    body = rows[1:]
-    bad = [(i, len(r)) for i, r in enumerate(body) if len(r) != width and not (len(r) > width and not any(c.strip() for c in r[width:]))]
-    merged = [i for i, _ in bad if any("\n" in c for c in body[i])]
-    if merged:
-        i = merged[0]
-        n_lines = sum(c.count("\n") for c in body[i]) + 1
-        raise InputError(f"{role} file {path.name}: a stray quote at row {i + 2} merged {n_lines} lines into one field",
-                         "fix or escape that quote (\"\" inside quoted texts), or save the file as TSV (read with quoting off)")
-    if bad:
-        sample = ", ".join(f"row {i + 2} has {n} fields" for i, n in bad[:3])
-        raise InputError(f"{role} file {path.name}: {len(bad)} row(s) do not have the header's {width} fields ({sample})",
-                         f"the file is probably not {name}-separated as read, or a text contains an unquoted {name}; "
-                         "quote such texts, or save as TSV with quoting off")
-    columns = {h: [r[i] if i < len(r) else "" for r in body] for i, h in enumerate(header)}
-    multiline = sum(1 for r in body if any("\n" in c for c in r))
-    info = []
-    if len(body) != len(physical) - 1:
-        msg = (f"{path.name}: {len(physical) - 1} non-empty lines after the header became {len(body)} rows; "
-               f"{multiline} row(s) contain line breaks inside quotes")
-        suspicious = _stray_quote_rows(body, width, delim)
-        if suspicious:
-            notes.append(msg + f". Row {suspicious[0] + 2} looks like several records merged by a stray quote; "
-                         "if so, fix the quote, or save as TSV (read with quoting off)")
-        else:
-            info.append(msg)
-    return Table(str(path), columns, fmt, notes, info=info)
-
-
-def _shape(value: str) -> str:
-    return re.sub(r"[A-Za-z]+", "a", re.sub(r"\d+", "9", value.strip()))
-
-
-def _stray_quote_rows(body: list[list[str]], width: int, delim: str) -> list[int]:
-    """Rows whose quoted field swallowed lines that look like records of this file: a line that parses to the
-    full width and starts like the first column of the other rows, or ends like their last column."""
-    if width < 2:
-        return []
-    clean = [r for r in body if not any("\n" in c for c in r)]
-    firsts = Counter(_shape(r[0]) for r in clean if r and len(r[0]) < 40)
-    lasts = Counter(r[-1].strip() for r in clean if r)
-    common_first = {k for k, v in firsts.items() if v >= max(3, 0.2 * len(clean))}
-    common_last = {k for k, v in lasts.items() if v >= max(3, 0.05 * len(clean)) and len(k) < 40}
-    out = []
-    for i, r in enumerate(body):
-        for c in r:
-            if "\n" not in c:
-                continue
-            for ln in c.split("\n")[1:]:
-                fields = next(csv.reader([ln], delimiter=delim, quoting=csv.QUOTE_NONE), [])
-                if len(fields) >= width and (_shape(fields[0]) in common_first or fields[-1].strip() in common_last):
-                    out.append(i)
-                    break
-            if out and out[-1] == i:
-                break
-    return out
 
 
 def _read_jsonl(text: str, path: Path, role: str) -> Table:
@@ -203,7 +113,7 @@ def _read_jsonl(text: str, path: Path, role: str) -> Table:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{role} file {path.name}: line {n} is not valid JSON ({e.msg})",
-                             "each line of a .jsonl file must be one JSON object")
+                             "each line of a .jsonl file must be one JSON object") from None
         if not isinstance(obj, dict):
             raise InputError(f"{role} file {path.name}: line {n} is a JSON {type(obj).__name__}, not an object",
                              "each line of a .jsonl file must be one JSON object")
@@ -216,7 +126,7 @@ def _read_json(text: str, path: Path, role: str) -> Table:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{role} file {path.name} is not valid JSON: {e.msg} at line {e.lineno}",
-                         "fix the JSON, or use .jsonl for one object per line")
+                         "fix the JSON, or use .jsonl for one object per line") from None
     if isinstance(obj, dict):
         lists = {k: v for k, v in obj.items() if isinstance(v, list)}
         if "data" in obj and isinstance(obj["data"], list):
@@ -245,7 +155,7 @@ def _read_parquet(path: Path, raw: bytes, role: str) -> Table:
         t = pq.read_table(io.BytesIO(raw))
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise InputError(f"{role} file {path.name} is not a readable parquet file: {str(e).splitlines()[0]}",
-                         "check that it was written completely (parquet files have a footer)")
+                         "check that it was written completely (parquet files have a footer)") from e
     return Table(str(path), {c: t.column(c).to_pylist() for c in t.column_names}, "parquet")
 
 
@@ -254,7 +164,7 @@ def _read_hub(source: str, config: str | None, split: str, role: str) -> Table:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a core dependency
         from nncli.core.errors import missing_extra
-        raise missing_extra("datasets", "core")
+        raise missing_extra("datasets", "core") from None
     try:
         ds = datasets.load_dataset(source, config, split=split)
     except FileNotFoundError as e:
@@ -264,7 +174,8 @@ def _read_hub(source: str, config: str | None, split: str, role: str) -> Table:
         raise InputError(f"{role}: hub dataset '{source}' could not be loaded: {str(e).splitlines()[0]}",
                          "check data.config and the split names (data.train_split, data.validation_split)") from e
     except Exception as e:
-        raise InputError(f"{role}: hub dataset '{source}' could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+        raise InputError(f"{role}: hub dataset '{source}' could not be loaded "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
                          "check the dataset id and your network, or download it and pass a local file") from e
     fp = getattr(ds, "_fingerprint", "") or hashlib.sha256(f"{source}:{config}:{split}".encode()).hexdigest()[:16]
     cols = ds.to_dict()
