@@ -76,8 +76,8 @@ def test_torch_int8_artifact_loads_quantized(trained_run, tmp_path):
     assert clf.backend == "torch-int8"
     import torch
 
-    assert "quantized.dynamic" in type(clf._model.bert.encoder.layer[0].attention.self.query).__module__
-    assert type(clf._model.classifier) is torch.nn.Linear
+    assert "quantized.dynamic" in type(clf.model.bert.encoder.layer[0].attention.self.query).__module__
+    assert type(clf.model.classifier) is torch.nn.Linear
     assert clf.predict_proba(["great lamp"]).shape == (1, 3)
 
 

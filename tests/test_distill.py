@@ -59,32 +59,32 @@ def test_distillation_loss_matches_its_definition():
     import torch
     import torch.nn.functional as F
 
-    class R:
-        class distill:
-            alpha, temperature, hidden_weight = 0.7, 3.0, 0.0
-            transfer_data = transfer_limit = cache_dir = None
-        student = "layers=1"
+    from nncli.train.tasks.distill import IGNORE, DistillTask
 
-    h = D.DistillHooks(R, teacher=None, teacher_fp="x", student_info={}, recipe_text="")
+    task = DistillTask.__new__(DistillTask)   # the loss alone: no data or tokenizer needed
     torch.manual_seed(0)
-    h.t_logits = torch.randn(6, 3)
+    task.alpha, task.temperature, task.hidden_weight, task.needs_hidden = 0.7, 3.0, 0.0, False
+    task.weight, task.label_smoothing, task.t_hidden = None, 0.0, None
+    task.t_logits = torch.randn(6, 3)
     s = torch.randn(4, 3)
     idx = [5, 0, 2, 3]
-    labels = torch.tensor([1, D.IGNORE, 2, 0])
+    labels = torch.tensor([1, IGNORE, 2, 0])
 
-    class O:
+    class Out:
         logits = s
 
-    ce_fn = torch.nn.CrossEntropyLoss()
-    got = h.loss(O, {"labels": labels}, idx, ce_fn)
+    def model(**inputs):
+        return Out
+
+    got = task.loss(model, {"inputs": {}, "labels": labels, "index": torch.tensor(idx)})
     T = 3.0
-    p_t = F.softmax(h.t_logits[idx] / T, -1)
+    p_t = F.softmax(task.t_logits[idx] / T, -1)
     kl = (p_t * (p_t.log() - F.log_softmax(s / T, -1))).sum(1).mean() * T * T
-    keep = labels != D.IGNORE
+    keep = labels != IGNORE
     ce = F.cross_entropy(s[keep], labels[keep])
     assert got.item() == pytest.approx((0.7 * kl + 0.3 * ce).item(), rel=1e-5)
     # a batch of only teacher-labelled (transfer) rows has no hard-label term, and is finite
-    got = h.loss(O, {"labels": torch.full((4,), D.IGNORE)}, idx, ce_fn)
+    got = task.loss(model, {"inputs": {}, "labels": torch.full((4,), IGNORE), "index": torch.tensor(idx)})
     assert torch.isfinite(got) and got.item() == pytest.approx((0.7 * kl).item(), rel=1e-5)
 
 

@@ -106,7 +106,9 @@ def test_causal_lm_find_lr_bf16_and_tensorboard(tiny_gpt2, lm_data, tmp_path, cl
 
 def test_sweep_on_a_causal_lm_recipe(tiny_gpt2, lm_data, tmp_path, cli):
     pytest.importorskip("optuna")
-    code, stdout, stderr = cli("sweep", *_lm_args(tiny_gpt2, lm_data, tmp_path / "unused", "train.max_steps=4")[1:],
+    code, stdout, stderr = cli("sweep", "task=causal-lm", f"model.name={tiny_gpt2}", f"data.train={lm_data['train']['pc']}",
+                               f"data.validation={lm_data['validation']['pc']}", "data.prompt_column=prompt",
+                               "data.completion_column=completion", "train.max_steps=4", "train.batch_size=8", "data.max_length=64",
                                "--trials", "2", "-o", tmp_path / "sw", "--json")
     assert code == 0, stderr
     r = json.loads(stdout)
@@ -165,7 +167,7 @@ def test_causal_lm_under_torchrun_two_processes(tiny_gpt2, lm_data, tmp_path):
 @pytest.mark.slow
 def test_classifier_under_accelerate_launch_two_processes(tiny_bert, tiny_data, tmp_path):
     out = tmp_path / "acc"
-    p = _launch(["accelerate.commands.launch", "--num_processes", "2", "--cpu", "--main_process_port", "29533"],
+    p = _launch(["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29533"],
                 finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr=3e-3", "train.epochs=6",
                               "train.early_stopping_patience=0"), 29533)
     assert p.returncode == 0, p.stderr[-3000:]

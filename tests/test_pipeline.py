@@ -30,7 +30,7 @@ def test_quickstart_pipeline_runs_every_step(pipeline_run):
     out, r = pipeline_run
     assert r.exit_code == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["task"] == "pipeline" and rep["status"] == "succeeded"
+    assert rep["command"] == "pipeline" and rep["status"] == "succeeded"
     assert [s["name"] for s in rep["steps"]] == ["finetune", "evaluate", "quantize", "export", "bench", "drift"]
     assert all(s["status"] == "succeeded" for s in rep["steps"])
     for s in rep["steps"]:

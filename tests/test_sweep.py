@@ -88,7 +88,7 @@ def test_find_lr_suggests_a_rate_and_restores_the_weights(tiny_bert, tiny_data, 
                                               "--json"))
     assert code == 0, stderr
     r = json.loads(stdout)
-    assert r["task"] == "find-lr" and 1e-7 < r["lr_finder"]["suggested_lr"] < 1.0
+    assert r["mode"] == "find-lr" and 1e-7 < r["lr_finder"]["suggested_lr"] < 1.0
     curve = json.loads((out / "lr_finder.json").read_text())
     assert len(curve["lrs"]) == r["lr_finder"]["steps_run"] and curve["lrs"] == sorted(curve["lrs"])
     assert (out / "lr_finder.png").stat().st_size > 1000 and not (out / "merged").exists()

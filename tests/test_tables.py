@@ -15,7 +15,7 @@ from conftest import SHARED
 from nncli.core.errors import ExitCode, InputError, UsageError
 from nncli.io.labelled import clean_text, load_labelled, read_texts
 from nncli.io.tables import read_table
-from nncli.recipe.finetune import DataSpec
+from nncli.recipe.finetune import ClassifierData as DataSpec
 
 # texts that need quoting in CSV and TSV: quotes, doubled quotes, line breaks (LF and CRLF), tabs, delimiters, wrapping quotes
 TEXTS = ['He said "wow" twice', 'a ""doubled"" one', "two\nlines", "crlf\r\ninside", "a\ttab", "comma, and; semi",

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from nncli.cli.app import app
-from nncli.cli.args import columns, split_args, split_models
+from nncli.cli.args import columns, gate_flags, split_args, split_models
 from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, MaxOpt, MinOpt, PairColOpt, QuietOpt, TextColOpt
 from nncli.cli.output import execute, stdout
 from nncli.core.errors import UsageError
@@ -25,12 +25,12 @@ def evaluate(
     label_column: LabelColOpt = None,
     slice_column: Annotated[Optional[str], typer.Option(help="Report every metric per value of this column.")] = None,
     validation: Annotated[Optional[str], typer.Option(help="Data to fit the calibration temperature on (default: the run's validation split).")] = None,
-    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.")] = False,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.", metavar="")] = False,
     bins: Annotated[Optional[int], typer.Option(help="Calibration bins (equal width).")] = None,
-    robustness: Annotated[Optional[bool], typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.")] = None,
+    robustness: Annotated[Optional[bool], typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.", metavar="")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N rows.")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
     task: Annotated[Optional[str], typer.Option(help="auto, sequence-classification or causal-lm.")] = None,
     min_: MinOpt = None,
     max_: MaxOpt = None,
@@ -49,7 +49,6 @@ def evaluate(
       nncli evaluate runs/quickstart/finetune --data test.csv --calibrate --json
     """
     def job():
-        from nncli.core.report import parse_gate_flags, parse_gates
         from nncli.evaluate import evaluation as ev
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import find_recipe
@@ -61,10 +60,8 @@ def evaluate(
                  "data.validation": validation, "calibration.fit": True if calibrate else None, "calibration.bins": bins,
                  "robustness.enabled": robustness, "data.limit": limit, "output": output, "task": task,
                  "models": models or None}
-        recipe = load_recipe("evaluate", path, overrides, flags)
-        gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
-                            {**recipe.gates.max, **parse_gate_flags(max_, "max")})
-        return ev.run(recipe, overwrite=overwrite, gates=gates)
+        recipe = load_recipe("evaluate", path, overrides, flags, gates=gate_flags(min_, max_))
+        return ev.run(recipe, overwrite=overwrite)
 
     execute(ctx, job, json_out, quiet, debug, _render_evaluate)
 
@@ -112,7 +109,7 @@ def explain(
     top_k: Annotated[int, typer.Option("--top-k", help="Words removed/kept for the faithfulness scores.")] = 3,
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -161,7 +158,7 @@ def drift(
     max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use at most N current rows (seeded sample).")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,

@@ -8,9 +8,9 @@ import typer
 
 # ---------------------------------------------------------------------------------------------- shared options
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout (results only).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also NNCLI_DEBUG=1).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout (results only).", metavar="")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.", metavar="")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also NNCLI_DEBUG=1).", metavar="")]
 ArgsArg = Annotated[Optional[list[str]], typer.Argument(
     metavar="[RECIPE] [KEY=VALUE]...", help="A recipe file or shipped recipe name, then dotted overrides such as train.lr=1e-3.",
     show_default=False)]
@@ -24,3 +24,22 @@ LabelColOpt = Annotated[Optional[str], typer.Option("--label-column", help="Labe
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Run directory (default runs/<recipe name>).")]
 MinOpt = Annotated[Optional[list[str]], typer.Option("--min", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is below VALUE.")]
 MaxOpt = Annotated[Optional[list[str]], typer.Option("--max", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is above VALUE.")]
+
+
+def finetune_default(key: str):
+    """The schema default of a classifier recipe key, so --help states it (flags override the recipe, so they have none)."""
+    from nncli.recipe.finetune import ClassifierData, ClassifierTrain
+
+    section, _, leaf = key.partition(".")
+    return getattr({"train": ClassifierTrain(), "data": ClassifierData()}[section], leaf)
+
+
+_T, _D = "train.", "data."
+EpochsOpt = Annotated[Optional[float], typer.Option(metavar="N", help=f"Training epochs (default {finetune_default(_T + 'epochs'):g}; "
+                                                                       "early stopping may end sooner).")]
+LrOpt = Annotated[Optional[float], typer.Option(metavar="LR", help="Peak learning rate (default 5e-4 with LoRA, 1e-4 full).")]
+BatchOpt = Annotated[Optional[int], typer.Option(metavar="N", help=f"Examples per batch (default {finetune_default(_T + 'batch_size')}).")]
+MaxLengthOpt = Annotated[Optional[int], typer.Option(metavar="TOKENS", help="Truncate texts to this many tokens (default auto: "
+                                                     "the shortest of 64..512 that keeps 95% of training texts whole).")]
+SeedOpt = Annotated[Optional[int], typer.Option(metavar="N", help=f"Random seed (default {finetune_default(_T + 'seed')}; same seed, "
+                                                "same metrics on CPU).")]

@@ -70,7 +70,7 @@ def recipes_copy(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Shipped recipe name.")],
     dest: Annotated[Path, typer.Argument(help="Destination file or directory.")],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.", metavar="")] = False,
 ):
     """Copy a shipped recipe to edit it. Data paths are rewritten to absolute ones so the copy runs anywhere.
 

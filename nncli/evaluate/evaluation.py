@@ -28,9 +28,11 @@ CLASSIFICATION_METRICS = ["accuracy", "macro_f1", "loss", "ece", "mce", "brier",
 LM_METRICS = ["perplexity", "loss"]
 
 
-def run(recipe: EvaluateRecipe, *, overwrite: bool = False, gates: list[dict] | None = None) -> dict:
+def run(recipe: EvaluateRecipe, *, overwrite: bool = False) -> dict:
+    from nncli.core.report import gates_of
+
     timer = Timer()
-    gates = gates or []
+    gates = gates_of(recipe.gates)
 
     task = recipe.task
     if task == "auto":

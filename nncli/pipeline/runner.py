@@ -24,7 +24,7 @@ from typing import Any
 from nncli import __version__
 from nncli.core import console
 from nncli.core.errors import GateFailed, Interrupted, NncliError, UsageError
-from nncli.recipe.registry import PATH_KEYS, SCHEMAS
+from nncli.recipe.registry import PATH_KEYS
 from nncli.recipe.pipeline import PipelineRecipe
 from nncli.recipe.load import fingerprint, get_path, parse_override, read_yaml, set_path, validate
 from nncli.core.rundir import RunDir
@@ -124,11 +124,10 @@ def run(path: str | Path, overrides: list[str] | None = None, *, force: list[str
             and (step_out / "checkpoint" / "state.json").exists()
         console.log(f"[{i + 1}/{len(recipe.steps)}] {step.name} ({cmd})" + (": resuming from its checkpoint" if resume else ""))
         t = Timer()
-        gates = _gates(step, step_recipe)
         state["steps"][step.name] = {"fingerprint": fp, "status": "running", "started_at": now()}
         save("running", 0)
         try:
-            result = _execute(cmd, step_recipe, gates, resume)
+            result = _execute(cmd, step_recipe, resume)
         except GateFailed as e:
             rep = e.report or _read_report(step_out)
             failed = [g for g in (rep or {}).get("gates", []) if not g.get("passed", True)]
@@ -275,7 +274,7 @@ def _build(step, base: Path, step_out: Path, outputs: dict) -> tuple[Any, list[s
     raw.setdefault("name", step.name)
     if "output" not in step.set:
         raw["output"] = str(step_out)
-    return validate(cmd, raw, source=f"step {step.name}"), sorted(set(refs))
+    return with_step_gates(step, validate(cmd, raw, source=f"step {step.name}")), sorted(set(refs))
 
 
 def _flatten(tree: dict, prefix: tuple = ()):
@@ -286,53 +285,36 @@ def _flatten(tree: dict, prefix: tuple = ()):
             yield list(prefix + (k,)), v
 
 
-def _gates(step, recipe) -> list[dict]:
-    from nncli.core.report import parse_gates
-
+def with_step_gates(step, recipe):
+    """The step's gates add to its recipe's (an explicitly empty side, STEP.gates.min={}, removes the recipe's too),
+    and become part of the recipe the step runs (and of its fingerprint)."""
     if step.command not in GATED:
-        return []
-    # the step's gates add to the recipe's; an explicitly empty side (STEP.gates.min={}) removes the recipe's too
+        return recipe
     sides = {}
     for side in ("min", "max"):
         mine = getattr(step.gates, side)
         cleared = side in step.gates.model_fields_set and not mine
         sides[side] = {} if cleared else {**getattr(recipe.gates, side), **mine}
-    mins, maxs = sides["min"], sides["max"]
-    return parse_gates(mins, maxs)
+    recipe.gates = type(recipe.gates)(**sides)
+    return recipe
 
 
-def _execute(cmd: str, recipe, gates: list[dict], resume: bool) -> dict:
-    if cmd == "finetune":
-        from nncli.train import finetune
+RESUMABLE = ("finetune", "distill")
+RUNNERS = {"finetune": "nncli.train.finetune", "distill": "nncli.train.distill", "evaluate": "nncli.evaluate.evaluation",
+           "quantize": "nncli.deploy.quantize", "export": "nncli.deploy.export", "bench": "nncli.deploy.bench",
+           "drift": "nncli.evaluate.drift"}
 
-        return finetune.run(recipe, overwrite=not resume, resume=resume, gates=gates)
-    if cmd == "distill":
-        from nncli.train import distill
 
-        return distill.run(recipe, overwrite=not resume, resume=resume, gates=gates)
-    if cmd == "evaluate":
-        from nncli.evaluate import evaluation as evaluate
+def _execute(cmd: str, recipe, resume: bool):
+    """Every step the same way: its command's run(recipe), over the step's own run directory."""
+    import importlib
 
-        return evaluate.run(recipe, overwrite=True, gates=gates)
-    if cmd == "quantize":
-        from nncli.deploy import quantize
-
-        return quantize.run(recipe, overwrite=True)
-    if cmd == "export":
-        from nncli.deploy import export
-
-        return export.run(recipe, overwrite=True)
+    module = importlib.import_module(RUNNERS[cmd])
     if cmd == "bench":
-        from nncli.deploy import bench
-
-        return bench.run(recipe.models, batch_sizes=recipe.batch_sizes, seq_lens=recipe.seq_lens, threads=recipe.threads,
-                         torch_int8=recipe.torch_int8, output=recipe.output, overwrite=True, baseline=recipe.baseline,
-                         fail_if_slower=recipe.fail_if_slower, min_seconds=recipe.min_seconds)
-    if cmd == "drift":
-        from nncli.evaluate import drift
-
-        return drift.run(recipe, overwrite=True)
-    raise UsageError(f"unknown step command {cmd}")  # pragma: no cover (the schema allows only the above)
+        return module.run(recipe.models, batch_sizes=recipe.batch_sizes, seq_lens=recipe.seq_lens, threads=recipe.threads,
+                          torch_int8=recipe.torch_int8, output=recipe.output, overwrite=True, baseline=recipe.baseline,
+                          fail_if_slower=recipe.fail_if_slower, min_seconds=recipe.min_seconds)
+    return module.run(recipe, overwrite=not resume, **({"resume": resume} if cmd in RESUMABLE else {}))
 
 
 # ---------------------------------------------------------------------------------------------- fingerprints

@@ -62,24 +62,29 @@ def run(recipe, *, check_memory: bool = True) -> Preflight:
 
 
 def _data_checks(pf: Preflight, recipe) -> None:
-    data = pf.data
-    w = pf.warnings
     from nncli.io.labelled import is_info
 
-    w.extend(n for n in data.notes if not is_info(n))
+    data = pf.data
+    pf.warnings.extend(n for n in data.notes if not is_info(n))
     pf.info = list(data.info)
-    n_classes = len(data.label_names)
     summary = {"label_names": data.label_names, "rows": {}, "class_counts": {}}
     for s in data.splits():
         summary["rows"][s.name] = {"read": s.rows_read, "kept": len(s), "dropped": s.dropped, "source": s.source,
                                    "columns": s.columns}
         counts = Counter(s.labels)
-        summary["class_counts"][s.name] = {data.label_names[i]: counts.get(i, 0) for i in range(n_classes)}
+        summary["class_counts"][s.name] = {name: counts.get(i, 0) for i, name in enumerate(data.label_names)}
+    _class_checks(data, recipe, summary, pf.warnings)
+    _duplicate_checks(data, summary, pf.warnings)
+    _length_checks(pf, recipe, summary)
+    pf.summary = summary
+
+
+def _class_checks(data, recipe, summary: dict, w: list[str]) -> None:
+    n_classes = len(data.label_names)
     train_counts = Counter(data.train.labels)
     smallest = min(train_counts.get(i, 0) for i in range(n_classes))
     largest = max(train_counts.values())
-    majority_share = largest / len(data.train)
-    summary["majority_share"] = round(majority_share, 4)
+    summary["majority_share"] = round(largest / len(data.train), 4)
     if smallest < 10:
         rare = [data.label_names[i] for i in range(n_classes) if train_counts.get(i, 0) < 10]
         w.append(f"train has fewer than 10 examples of: {', '.join(rare)}; expect unstable results for those classes")
@@ -90,35 +95,39 @@ def _data_checks(pf: Preflight, recipe) -> None:
         if len(set(s.labels)) < n_classes and s.name != "train":
             missing = [data.label_names[i] for i in range(n_classes) if i not in set(s.labels)]
             w.append(f"{s.name} has no examples of: {', '.join(missing)}; its per-class metrics are undefined")
-    # duplicates and leakage
-    norm = lambda t: " ".join(t.lower().split())  # noqa: E731
-    train_keys = Counter(norm(t) for t in data.train.texts)
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _duplicate_checks(data, summary: dict, w: list[str]) -> None:
+    """Duplicates within train (and their label conflicts), and leakage: held-out texts that also appear in train."""
+    train_keys = Counter(_normalised(t) for t in data.train.texts)
     dupes = sum(c - 1 for c in train_keys.values() if c > 1)
     summary["duplicates_in_train"] = dupes
     if dupes:
-        conflict = _conflicting_duplicates(data.train, norm)
-        msg = f"train has {dupes} duplicate text(s)"
-        if conflict:
-            msg += f", {conflict} of them with different labels"
-        w.append(msg)
+        conflict = _conflicting_duplicates(data.train, _normalised)
+        w.append(f"train has {dupes} duplicate text(s)" + (f", {conflict} of them with different labels" if conflict else ""))
     summary["overlap"] = {}
     for s in (data.validation, data.test):
         if s is None:
             continue
-        overlap = sum(1 for t in s.texts if norm(t) in train_keys)
+        overlap = sum(1 for t in s.texts if _normalised(t) in train_keys)
         summary["overlap"][s.name] = overlap
         if overlap:
             w.append(f"leakage: {overlap} of {len(s)} {s.name} texts ({overlap / len(s):.1%}) also appear in train; "
                      f"{s.name} metrics will be optimistic")
-    # token lengths
-    tok = pf.tokenizer
-    sample = data.train.texts if len(data.train) <= 20000 else data.train.texts[:: max(1, len(data.train) // 20000)]
-    pairs = None
-    if data.train.pairs is not None:
-        pairs = data.train.pairs if len(data.train) <= 20000 else data.train.pairs[:: max(1, len(data.train) // 20000)]
-    enc = tok(sample, pairs, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]
+
+
+def _length_checks(pf: Preflight, recipe, summary: dict) -> None:
+    """Token lengths of the training texts (a sample of 20,000 at most), max_length chosen or checked against them."""
     import numpy as np
 
+    train = pf.data.train
+    step = max(1, len(train) // 20000) if len(train) > 20000 else 1
+    pairs = train.pairs[::step] if train.pairs is not None else None
+    enc = pf.tokenizer(train.texts[::step], pairs, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]
     lengths = np.array([len(x) for x in enc])
     model_max = getattr(pf.config, "max_position_embeddings", None)
     max_len, how = choose_max_length(recipe.data.max_length, lengths, model_max)
@@ -132,11 +141,10 @@ def _data_checks(pf: Preflight, recipe) -> None:
                          "truncated_share": round(truncated, 4),
                          "mean_after_truncation": float(np.minimum(lengths, max_len).mean()), "max_length_chosen": how}
     if truncated > 0.1:
-        w.append(f"{truncated:.0%} of training texts are longer than data.max_length={max_len} tokens and will be "
-                 f"truncated (p90 {summary['tokens']['p90']}, max {summary['tokens']['max']}); consider a larger max_length")
+        pf.warnings.append(f"{truncated:.0%} of training texts are longer than data.max_length={max_len} tokens and will be "
+                           f"truncated (p90 {summary['tokens']['p90']}, max {summary['tokens']['max']}); consider a larger max_length")
     elif truncated > 0:
         summary["tokens"]["note"] = f"{truncated:.1%} of training texts will be truncated"
-    pf.summary = summary
 
 
 AUTO_LENGTHS = (64, 128, 192, 256, 320, 384, 448, 512)
