@@ -146,13 +146,16 @@ def represent(pool: Pool, model: str | None, *, max_length: int = 128, batch_siz
     if model is None:
         return Representation(words, ck.tfidf_features(joined, analyzer="char"), "tfidf", None,
                               {"model": None, "features": "TF-IDF word 1-2 grams", "similarity": "TF-IDF char 3-5 grams"})
+    from scipy.sparse import csr_matrix, hstack
+
     from nncli.evaluate.audit_embed import encode
 
     emb, lengths, info = encode(pool.texts, pool.pairs, model, max_length=max_length, batch_size=batch_size, threads=threads,
                                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-    vectors = ck.l2_normalise(emb)
-    return Representation(vectors, vectors, "embeddings", lengths,
-                          {**info, "features": "mean-pooled embeddings (L2-normalised)", "similarity": "embedding cosine"})
+    features = hstack([words, csr_matrix(ck.l2_normalise(emb.reshape(len(emb), -1)))]).tocsr()
+    return Representation(features, ck.l2_normalise(emb[:, -1]), "embeddings", lengths,
+                          {**info, "features": f"TF-IDF word 1-2 grams + mean-pooled embeddings of layers {info['layers']}",
+                           "similarity": "cosine of the last layer's mean-pooled embeddings"})
 
 
 # ---------------------------------------------------------------------------------------------- analysis
