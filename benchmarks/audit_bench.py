@@ -133,21 +133,31 @@ def detect(pool, rep, noisy: list[str], planted: set, n_train: int, seed: int) -
             "estimated_noise_rate": noise["estimated_noise_rate"], "top_noise_pair": noise["pairs"][:1], **r}
 
 
-def duplicates(pool, rep, planted_rows: dict[int, tuple[int, str]], n_train: int) -> dict:
-    """planted_rows: train position -> (validation position, edit kind)."""
-    from nncli.evaluate import audit
+THRESHOLDS = (0.85, 0.9, 0.95, 0.98)
 
-    found, stats = audit.analyse(pool, rep, checks=("duplicates",))
-    pos = {(s, r): i for i, (s, r) in enumerate(zip(pool.split, pool.rows))}
-    cross = [(pos[(f["evidence"]["of"]["split"], f["evidence"]["of"]["row"])], pos[(f["split"], f["row"])], f["evidence"]["match"])
-             for f in found if f["kind"] == "cross_split_duplicate"]
-    hit = {a: b for a, b, _ in cross if a in planted_rows and planted_rows[a][0] == b}
+
+def duplicates(pool, rep, planted_rows: dict[int, tuple[int, str]]) -> dict:
+    """planted_rows: train position -> (validation position, edit kind). Cross-split pairs found at each threshold."""
+    from nncli.evaluate import audit_checks as ck
+
+    pairs, _ = ck.neighbours(rep.vectors, threshold=min(THRESHOLDS), k=1)
+    group = np.array([{"train": 0, "validation": 1, "test": 2}[s] for s in pool.split])
+    order = np.arange(len(pool.texts))
+    out = {}
+    for thr in THRESHOLDS:
+        found = ck.duplicates(pool.texts, pool.labels, order, group, pool.label_names, pairs=[p for p in pairs if p[2] >= thr])
+        out[str(thr)] = _dup_score([(f[3]["of"], f[0]) for f in found if f[1] == "cross_split_duplicate"], planted_rows)
+    return out
+
+
+def _dup_score(cross: list[tuple[int, int]], planted_rows: dict) -> dict:
+    hit = {a: b for a, b in cross if a in planted_rows and planted_rows[a][0] == b}
     per_kind = {k: [0, 0] for k in EDITS}
     for a, (_, kind) in planted_rows.items():
         per_kind[kind][1] += 1
         per_kind[kind][0] += a in hit
     return {"planted": len(planted_rows), "found": len(hit), "recall": round(len(hit) / max(len(planted_rows), 1), 4),
-            "other_cross_split_pairs": len(cross) - len(hit), "threshold": stats["duplicates"]["threshold"],
+            "other_cross_split_pairs": len(cross) - len(hit),
             "by_edit": {k: f"{v[0]}/{v[1]}" for k, v in per_kind.items()}}
 
 
@@ -180,7 +190,7 @@ def dataset(name: str, train_rows, val_rows, test_rows, a, work: Path, scenarios
         t = time.time()
         rep = audit.represent(pool, model, max_length=64)
         out.setdefault("representation_seconds", {})[rep_name] = round(time.time() - t, 1)
-        out["duplicates"][rep_name] = duplicates(pool, rep, planted_dups, n_train)
+        out["duplicates"][rep_name] = duplicates(pool, rep, planted_dups)
         for sc, (rate, pair) in scenarios.items():
             noisy, planted = flip([y for _, y in train], names, rate, random.Random(a.seed + int(rate * 100)), pair)
             out["scenarios"].setdefault(sc, {"rate": rate, "pair": pair})[rep_name] = detect(pool, rep, noisy, planted, n_train, a.seed)
@@ -231,16 +241,18 @@ def main() -> None:
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average_start": list(os.getloadavg()), "settings": vars(a),
               "model": MODEL}
     sst_train = [r for r in read(shared / "sst2" / "train.tsv", "sentence") if len(r[0].split()) >= 8]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     result["sst2"] = dataset("sst2", sst_train, read(shared / "sst2" / "dev.tsv", "content"), read(shared / "sst2" / "test.tsv", "content"),
                              a, work, {"random_5": (0.05, None), "random_10": (0.10, None)}, not a.no_finetune)
+    out.write_text(json.dumps(result, indent=2) + "\n")   # partial results, in case the rest is interrupted
     e = shared / "tweeteval" / "emotion"
     result["emotion"] = dataset("emotion", read(e / "train.tsv", "text"), read(e / "validation.tsv", "text"), read(e / "test.tsv", "text"),
                                 a, work, {"pair_5": (0.05, ("joy", "optimism")), "pair_10": (0.10, ("joy", "optimism")),
                                           "random_10": (0.10, None)}, a.emotion_finetune and not a.no_finetune)
     result["wall_seconds"] = round(time.time() - t0, 1)
     result["load_average_end"] = list(os.getloadavg())
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {a.out} in {result['wall_seconds']} s")
 
 
