@@ -86,8 +86,9 @@ def test_planted_flips_found_at_their_file_rows(planted, audited):
 def test_duplicates_leakage_and_hygiene(audited):
     _, out = audited
     by = {(f["kind"], f["split"], f["row"]): f for f in _findings(out)}
-    assert by[("duplicate", "train", 400)]["evidence"]["of"] == {"split": "train", "row": 16, "text": "<b>great</b> & wonderful lamp"}
-    assert by[("duplicate", "train", 400)]["evidence"]["match"] == "exact"
+    dup = by[("duplicate", "train", 400)]["evidence"]
+    assert dup["of"] == {"split": "train", "row": 16, "text": "<b>great</b> & wonderful lamp"}
+    assert dup["match"] == "exact"
     assert by[("label_conflict", "train", 401)]["evidence"]["of"]["row"] == 6
     near = by[("duplicate", "train", 402)]["evidence"]
     assert near["match"] == "near" and near["of"]["row"] == 8 and near["similarity"] >= 0.9
@@ -165,8 +166,8 @@ def _read_csv(p: Path) -> list[dict]:
 
 def test_fix_policies(cli, planted, tmp_path):
     before = _digest(planted["train"])
-    code, stdout, err = cli("audit", planted["train"], "--test", planted["test"], "--fix", tmp_path / "clean.csv", "-o", tmp_path / "a",
-                            "--json")
+    code, stdout, err = cli("audit", planted["train"], "--test", planted["test"], "--fix", tmp_path / "clean.csv",
+                            "-o", tmp_path / "a", "--json")
     assert code == 0, err
     fx = json.loads(stdout)["fix"]
     findings = _findings(tmp_path / "a")
@@ -181,7 +182,8 @@ def test_fix_policies(cli, planted, tmp_path):
     assert code == 0
     out = [json.loads(x) for x in (tmp_path / "relabel.jsonl").read_text().splitlines()]
     ids = {r["id"]: r for r in out}
-    fixed_flips = [i for i in planted["flips"] if planted["rows"][i]["id"] in ids and ids[planted["rows"][i]["id"]]["label"] == planted["clean"][i]]
+    fixed_flips = [i for i in planted["flips"]
+                   if planted["rows"][i]["id"] in ids and ids[planted["rows"][i]["id"]]["label"] == planted["clean"][i]]
     assert len(fixed_flips) >= 12 and json.loads(stdout)["fix"]["relabelled"] >= 12
 
     code, _, _ = cli("audit", planted["train"], "--fix", tmp_path / "mark.csv", "--fix-policy", "mark", "--json")
@@ -205,6 +207,13 @@ def test_fix_refusals(cli, planted, tmp_path):
     assert code == 2 and "unknown extension" in json.loads(stdout)["error"]
     code, stdout, _ = cli("audit", planted["train"], "-o", planted["dir"], "--overwrite", "--json")
     assert code == 2 and "would hold or replace the input" in json.loads(stdout)["error"]
+    code, stdout, _ = cli("audit", planted["train"], "-o", tmp_path / "o", "--fix", tmp_path / "o" / "c.csv", "--json")
+    assert code == 2 and "is inside --output" in json.loads(stdout)["error"]
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    code, stdout, _ = cli("audit", planted["train"], "-o", tmp_path / "full", "--json")
+    assert code == 2 and "exists and is not empty" in json.loads(stdout)["error"]
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     assert _digest(planted["train"]) == before
 
 
@@ -284,7 +293,8 @@ def test_preflight_summary(planted):
     from nncli.io.labelled import load_labelled
     from nncli.recipe.finetune import DataSpec
 
-    data = load_labelled(DataSpec(train=str(planted["train"]), validation=str(planted["test"])), seed=0)  # no held-out split of train
+    # the test file as validation: no held-out split of train, so the only cross-split duplicate is the planted one
+    data = load_labelled(DataSpec(train=str(planted["train"]), validation=str(planted["test"])), seed=0)
     summary, warnings = preflight_summary(data, model_path=None, seed=0)
     assert summary["metrics"]["label_issues"] >= 15 and summary["metrics"]["cross_split_duplicates"] == 1
     assert len(summary["top_label_issues"]) == 10 and summary["top_label_issues"][0]["suggested"] in ("negative", "positive")

@@ -278,7 +278,7 @@ def run(recipe, *, overwrite: bool = False, gates: list[dict] | None = None) -> 
     fix = rd.check_fix_path(recipe.fix.path, inputs, overwrite) if recipe.fix.path else None
     out = RunDir(recipe.output) if recipe.output else None
     if out is not None:
-        rd.check_output(out.path, inputs + ([str(fix)] if fix else []))
+        rd.check_output(out.path, inputs, fix, overwrite)
     pool, tables, notes = load(recipe)
     console.log(f"audit: {len(pool.texts)} rows ({', '.join(f'{k} {v}' for k, v in Counter(pool.split).items())}), "
                 f"{len(pool.label_names)} labels; {'embeddings of ' + recipe.model if recipe.model else 'TF-IDF'}")

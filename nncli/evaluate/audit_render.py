@@ -40,9 +40,14 @@ def check_fix_path(path: str, inputs: list[str], overwrite: bool) -> Path:
     return p
 
 
-def check_output(out: Path, inputs: list[str]) -> None:
-    """The output directory must not be, contain or lie inside an input (--overwrite empties it)."""
+def check_output(out: Path, inputs: list[str], fix: Path | None, overwrite: bool) -> None:
+    """The output directory must not be, contain or lie inside an input (--overwrite empties it), nor hold the --fix
+    file (it is written first); an existing one needs --overwrite (checked now, not after the work)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UsageError(f"output directory {out} exists and is not empty", "pass --overwrite, or choose another --output")
     o = out.expanduser().resolve()
+    if fix is not None and o in fix.expanduser().resolve().parents:
+        raise UsageError(f"--fix {fix} is inside --output {out}", "write the cleaned copy outside the output directory")
     for i in inputs:
         q = Path(i).expanduser()
         if not q.exists():
