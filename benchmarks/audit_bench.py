@@ -85,7 +85,8 @@ def edit(text: str, kind: str, rng: random.Random) -> str:
 EDITS = ("case_punct", "drop_word", "repeat_word", "swap_words", "typo")
 
 
-def flip(labels: list[str], names: list[str], rate: float, rng: random.Random, pair: tuple[str, str] | None) -> tuple[list[str], set]:
+def flip(labels: list[str], names: list[str], rate: float, rng: random.Random,
+         pair: tuple[str, str] | None) -> tuple[list[str], set]:
     out = list(labels)
     n = int(round(rate * len(labels)))
     pool = [i for i, y in enumerate(labels) if pair is None or y in pair]
@@ -185,7 +186,8 @@ def dataset(name: str, train_rows, val_rows, test_rows, a, work: Path, scenarios
     n_train = len(train)
     planted_dups = {a_: (n_train + v, k) for a_, (v, k) in planted_dups.items()}   # validation rows follow train in the pool
     names = pool.label_names
-    out = {"train_rows": n_train, "validation_rows": len(val_rows), "test_rows": len(test_rows), "scenarios": {}, "duplicates": {}}
+    out = {"train_rows": n_train, "validation_rows": len(val_rows), "test_rows": len(test_rows), "scenarios": {},
+           "duplicates": {}}
     for rep_name, model in (("embeddings", MODEL), ("tfidf", None)):
         t = time.time()
         rep = audit.represent(pool, model, max_length=64)
@@ -193,7 +195,8 @@ def dataset(name: str, train_rows, val_rows, test_rows, a, work: Path, scenarios
         out["duplicates"][rep_name] = duplicates(pool, rep, planted_dups)
         for sc, (rate, pair) in scenarios.items():
             noisy, planted = flip([y for _, y in train], names, rate, random.Random(a.seed + int(rate * 100)), pair)
-            out["scenarios"].setdefault(sc, {"rate": rate, "pair": pair})[rep_name] = detect(pool, rep, noisy, planted, n_train, a.seed)
+            found = detect(pool, rep, noisy, planted, n_train, a.seed)
+            out["scenarios"].setdefault(sc, {"rate": rate, "pair": pair})[rep_name] = found
             if rep_name == "embeddings":
                 write_csv(d / f"train.{sc}.csv", [(t_, y) for (t_, _), y in zip(train, noisy)])
             print(name, sc, rep_name, json.dumps(out["scenarios"][sc][rep_name]), flush=True)
@@ -209,14 +212,17 @@ def finetunes(d: Path, paths: dict, sc: str, a) -> dict:
     out = {"scenario": sc, "audit_cli": {"wall_seconds": aud["_wall_seconds"], "metrics": aud["metrics"], "fix": aud["fix"]}}
     for variant, path in (("clean", paths["clean"]), ("noisy", d / f"train.{sc}.csv"), ("audited_and_cleaned", fixed)):
         r = nncli("finetune", "--data", str(path), "--validation", str(paths["validation"]), "--test", str(paths["test"]),
-                  "-o", str(d / f"ft-{variant}"), "--overwrite", "data.max_length=64", f"train.epochs={a.epochs}", f"train.seed={a.seed}")
+                  "-o", str(d / f"ft-{variant}"), "--overwrite", "data.max_length=64", f"train.epochs={a.epochs}",
+                  f"train.seed={a.seed}")
         m = r["metrics"]["test"]
         rows = ((r.get("data") or {}).get("rows") or {}).get("train") or {}
-        out[variant] = {"train_rows": rows.get("kept"), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "wall_seconds": r["_wall_seconds"]}
+        out[variant] = {"train_rows": rows.get("kept"), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                        "wall_seconds": r["_wall_seconds"]}
         print("finetune", variant, out[variant], flush=True)
     lost = out["clean"]["macro_f1"] - out["noisy"]["macro_f1"]
     out["macro_f1_lost_to_noise"] = round(lost, 4)
-    out["share_recovered"] = round((out["audited_and_cleaned"]["macro_f1"] - out["noisy"]["macro_f1"]) / lost, 4) if lost > 0 else None
+    gained = out["audited_and_cleaned"]["macro_f1"] - out["noisy"]["macro_f1"]
+    out["share_recovered"] = round(gained / lost, 4) if lost > 0 else None
     return out
 
 
@@ -243,13 +249,15 @@ def main() -> None:
     sst_train = [r for r in read(shared / "sst2" / "train.tsv", "sentence") if len(r[0].split()) >= 8]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result["sst2"] = dataset("sst2", sst_train, read(shared / "sst2" / "dev.tsv", "content"), read(shared / "sst2" / "test.tsv", "content"),
-                             a, work, {"random_5": (0.05, None), "random_10": (0.10, None)}, not a.no_finetune)
+    result["sst2"] = dataset("sst2", sst_train, read(shared / "sst2" / "dev.tsv", "content"),
+                             read(shared / "sst2" / "test.tsv", "content"), a, work,
+                             {"random_5": (0.05, None), "random_10": (0.10, None)}, not a.no_finetune)
     out.write_text(json.dumps(result, indent=2) + "\n")   # partial results, in case the rest is interrupted
     e = shared / "tweeteval" / "emotion"
-    result["emotion"] = dataset("emotion", read(e / "train.tsv", "text"), read(e / "validation.tsv", "text"), read(e / "test.tsv", "text"),
-                                a, work, {"pair_5": (0.05, ("joy", "optimism")), "pair_10": (0.10, ("joy", "optimism")),
-                                          "random_10": (0.10, None)}, a.emotion_finetune and not a.no_finetune)
+    result["emotion"] = dataset("emotion", read(e / "train.tsv", "text"), read(e / "validation.tsv", "text"),
+                                read(e / "test.tsv", "text"), a, work,
+                                {"pair_5": (0.05, ("joy", "optimism")), "pair_10": (0.10, ("joy", "optimism")),
+                                 "random_10": (0.10, None)}, a.emotion_finetune and not a.no_finetune)
     result["wall_seconds"] = round(time.time() - t0, 1)
     result["load_average_end"] = list(os.getloadavg())
     out.write_text(json.dumps(result, indent=2) + "\n")
