@@ -170,10 +170,12 @@ def audit() -> str:
         for v in ("clean", "noisy", "audited_and_cleaned"):
             lines.append(f"| {v.replace('_', ' ')} | {ft[v]['train_rows']} | {ft[v]['accuracy']:.4f} | {ft[v]['macro_f1']:.4f} |")
         rec = ft["share_recovered"]
-        verdict = "n/a (noise cost nothing)" if rec is None else f"**{rec:.2f}** (target ≥ 0.5: {'met' if rec >= 0.5 else 'NOT met'})"
+        verdict = ("n/a (noise cost nothing)" if rec is None
+                   else f"**{rec:.2f}** (target ≥ 0.5: {'met' if rec >= 0.5 else 'NOT met'})")
         fx = ft["audit_cli"]["fix"]
-        lines.append(f"\n- macro-F1 lost to noise {ft['macro_f1_lost_to_noise'] * 100:.2f} points; share recovered by cleaning: {verdict}; "
-                     f"`nncli audit --fix` removed {fx['removed']} of {fx['rows_in']} rows in {ft['audit_cli']['wall_seconds']:.0f} s")
+        lines.append(f"\n- macro-F1 lost to noise {ft['macro_f1_lost_to_noise'] * 100:.2f} points; share recovered by cleaning: "
+                     f"{verdict}; `nncli audit --fix` removed {fx['removed']} of {fx['rows_in']} rows in "
+                     f"{ft['audit_cli']['wall_seconds']:.0f} s")
     st = d["settings"]
     lines.append(f"- run {d['when']}: `python benchmarks/audit_bench.py --rows {st['rows']} --dups {st['dups']} "
                  f"--epochs {st['epochs']}`; load average {d['load_average_start'][0]:.1f} at the start, "
