@@ -127,11 +127,67 @@ def evaluate() -> str:
                       "", f"- speed-up **{d['speedup']:.2f}x**, prediction agreement {d['agreement']:.4f} on {d['texts']} texts"])
 
 
+def audit() -> str:
+    f = R / "audit.json"
+    if not f.exists():
+        return "(no results/audit.json yet)"
+    d = json.loads(f.read_text())
+    lines = ["| data, planted noise | features | flagged rows | precision | recall | P@k audit | P@k low confidence | "
+             "P@k random | best recall at precision ≥ 0.5 |", "|---|---|---|---|---|---|---|---|---|"]
+    met = []
+    for ds in ("sst2", "emotion"):
+        x = d.get(ds)
+        if not x:
+            continue
+        for s in x["scenarios"].values():
+            what = f"{ds} {s['rate']:.0%} " + (f"{s['pair'][0]}↔{s['pair'][1]}" if s.get("pair") else "random")
+            for rep in ("embeddings", "tfidf"):
+                r = s[rep]
+                fl = r["flagged"]
+                au = r["audit (self-confidence)"]
+                lines.append(f"| {what} (k={r['planted']}) | {'TF-IDF + MiniLM layers' if rep == 'embeddings' else 'TF-IDF'} | "
+                             f"{fl['rows']} | {fl['precision']:.2f} | {fl['recall']:.2f} | {au['precision_at_k']:.2f} | "
+                             f"{r['low model confidence']['precision_at_k']:.2f} | {r['random']['precision_at_k']:.2f} | "
+                             f"{au['best_recall_at_precision_0.5']:.2f} |")
+                if s["rate"] == 0.10:
+                    ok = fl["precision"] >= 0.5 and fl["recall"] >= 0.6
+                    met.append(f"{what} {rep}: {'met' if ok else 'NOT met'} (P {fl['precision']:.2f}, R {fl['recall']:.2f})")
+    lines += ["", "- target recall ≥ 0.6 at precision ≥ 0.5 at 10% noise, on the rows audit flags: " + "; ".join(met)]
+    dup_lines = ["", "| planted near-duplicates across splits | threshold | found | other cross-split pairs | by edit |",
+                 "|---|---|---|---|---|"]
+    for ds in ("sst2", "emotion"):
+        for rep, by_thr in (d.get(ds) or {}).get("duplicates", {}).items():
+            for thr, r in by_thr.items():
+                dup_lines.append(f"| {ds}, {rep} | {thr} | {r['found']}/{r['planted']} | {r['other_cross_split_pairs']} | "
+                                 + ", ".join(f"{k} {v}" for k, v in r["by_edit"].items()) + " |")
+    lines += dup_lines
+    for ds in ("sst2", "emotion"):
+        ft = (d.get(ds) or {}).get("finetune")
+        if not ft:
+            continue
+        lines += ["", f"| {ds} {ft['scenario']}: fine-tuned on | train rows | test accuracy | test macro-F1 |",
+                  "|---|---|---|---|"]
+        for v in ("clean", "noisy", "audited_and_cleaned"):
+            lines.append(f"| {v.replace('_', ' ')} | {ft[v]['train_rows']} | {ft[v]['accuracy']:.4f} | {ft[v]['macro_f1']:.4f} |")
+        rec = ft["share_recovered"]
+        verdict = ("n/a (noise cost nothing)" if rec is None
+                   else f"**{rec:.2f}** (target ≥ 0.5: {'met' if rec >= 0.5 else 'NOT met'})")
+        fx = ft["audit_cli"]["fix"]
+        lines.append(f"\n- macro-F1 lost to noise {ft['macro_f1_lost_to_noise'] * 100:.2f} points; share recovered by cleaning: "
+                     f"{verdict}; `nncli audit --fix` removed {fx['removed']} of {fx['rows_in']} rows in "
+                     f"{ft['audit_cli']['wall_seconds']:.0f} s")
+    st = d["settings"]
+    lines.append(f"- run {d['when']}: `python benchmarks/audit_bench.py --rows {st['rows']} --dups {st['dups']} "
+                 f"--epochs {st['epochs']}`; load average {d['load_average_start'][0]:.1f} at the start, "
+                 f"{d.get('wall_seconds', 0) / 60:.0f} min in all")
+    return "\n".join(lines)
+
+
 def write(readme: Path = Path(__file__).resolve().parent / "README.md") -> None:
     import re
 
     text = readme.read_text()
-    for key, fn in (("deploy", deploy), ("evaluate", evaluate), ("distill", distill), ("tuning", tuning)):
+    for key, fn in (("deploy", deploy), ("evaluate", evaluate), ("distill", distill), ("tuning", tuning), ("audit", audit)):
         start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
         if start not in text or end not in text:
             raise SystemExit(f"{readme}: markers {start} / {end} missing")

@@ -206,3 +206,93 @@ def _render_drift(r: dict) -> None:
                   + (f", actual {a['actual']:.4f}" if "actual" in a else ""))
     if r.get("top_drifting"):
         out.print("top drifting: " + ", ".join(r["top_drifting"]))
+
+
+# ---------------------------------------------------------------------------------------------- audit
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] DATA [KEY=VALUE]...", show_default=False,
+                    help="The data file to audit (or hub dataset id), optionally a recipe and overrides.")] = None,
+    validation: Annotated[str | None, typer.Option("--validation", help="Validation file, audited too.")] = None,
+    test: Annotated[str | None, typer.Option("--test", help="Test file: audited too, and checked for overlap.")] = None,
+    text_column: TextColOpt = None,
+    text_pair_column: PairColOpt = None,
+    label_column: LabelColOpt = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder for embeddings (default: TF-IDF only).")] = None,
+    folds: Annotated[int | None, typer.Option(help="k of the out-of-fold probabilities (default 5).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Token limit for the truncation check (default 128).")] = None,
+    fix: Annotated[str | None, typer.Option("--fix", metavar="OUT",
+                                            help="Write a cleaned copy of DATA here (.csv .tsv .jsonl .parquet).")] = None,
+    fix_policy: Annotated[str | None, typer.Option("--fix-policy", help="remove (default), relabel or mark.")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o",
+                                               help="Write report.json, audit.jsonl, README.md and audit.html here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory or --fix file.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed for the folds.")] = None,
+    min_: MinOpt = None,
+    max_: MaxOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+):
+    """Audit labelled data: likely label errors, duplicates and train/test leakage, outliers, unusable texts (exit 5 on a gate).
+
+    Examples:
+
+      nncli audit train.csv --test test.csv -o runs/audit
+
+      nncli audit train.csv --model sentence-transformers/all-MiniLM-L6-v2 --fix train.clean.csv --fix-policy relabel
+
+      nncli audit train.csv --test test.csv --max label_issue_rate=0.05 --max cross_split_duplicates=0 --json
+    """
+    def job():
+        from nncli.core.report import parse_gate_flags, parse_gates
+        from nncli.evaluate import audit as au
+        from nncli.recipe.load import load_recipe
+        from nncli.recipe.shipped import find_recipe
+
+        recipe_name, data, overrides = split_models(args)
+        if len(data) > 1:
+            raise UsageError(f"one data file at a time, got {len(data)}: {', '.join(data)}",
+                             "pass validation and test files with --validation and --test")
+        path = find_recipe(recipe_name) if recipe_name else None
+        flags = {"data.train": data[0] if data else None, "data.validation": validation, "data.test": test,
+                 "data.text_column": columns(text_column), "data.text_pair_column": text_pair_column,
+                 "data.label_column": label_column, "data.max_length": max_length, "model": model,
+                 "label_issues.folds": folds, "fix.path": fix, "fix.policy": fix_policy, "output": output, "seed": seed}
+        recipe = load_recipe("audit", path, overrides, flags)
+        gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
+                            {**recipe.gates.max, **parse_gate_flags(max_, "max")})
+        return au.run(recipe, overwrite=overwrite, gates=gates)
+
+    execute(ctx, job, json_out, quiet, debug, _render_audit)
+
+
+def _render_audit(r: dict) -> None:
+    from rich.table import Table
+
+    m = r["metrics"]
+    t = Table(title=f"audit of {m['rows']} rows: {m['flagged_rows']} flagged ({m['flagged_rate']:.1%})")
+    for col in ("finding", "rows", "top example (split:row)"):
+        t.add_column(col)
+    for kind, items in r.get("top", {}).items():
+        f = items[0]
+        t.add_row(kind, str(r["counts"][kind]), f"{f['split']}:{f['row']} {f['text'][:70]!r}")
+    out = stdout()
+    out.print(t)
+    li = r.get("label_issues")
+    if li:
+        out.print(f"label model: out-of-fold accuracy {li['oof_accuracy']:.3f}; "
+                  f"estimated noise rate {li['estimated_noise_rate']:.1%}"
+                  + "".join(f"; {p['given']}->{p['true']} {p['share_of_rows']:.1%}" for p in li["pairs"][:3]), markup=False)
+    for g in r.get("gates", []):
+        out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {g['value']} -> {'pass' if g['passed'] else 'FAIL'}")
+    if r.get("fix"):
+        x = r["fix"]
+        out.print(f"fixed copy: {x['path']} ({x['rows_out']} of {x['rows_in']} rows; {x['removed']} removed, "
+                  f"{x['relabelled']} relabelled)", markup=False)
+    if r.get("artifacts"):
+        out.print("findings: audit.jsonl, audit.html, README.md in the output directory")
+    for w in r.get("warnings", []):
+        out.print(f"note: {w}", markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nncli.recipe.audit import AuditRecipe
 from nncli.recipe.base import Strict
 from nncli.recipe.deploy import BenchRecipe, ExportRecipe, QuantizeRecipe
 from nncli.recipe.evaluate import DriftRecipe, EvaluateRecipe
@@ -11,7 +12,8 @@ from nncli.recipe.pipeline import PipelineRecipe
 # finetune recipes are closed per task: see schema_for
 SCHEMAS: dict[str, type[Strict]] = {"finetune": ClassifierRecipe, "evaluate": EvaluateRecipe, "export": ExportRecipe,
                                     "quantize": QuantizeRecipe, "drift": DriftRecipe,
-                                    "distill": DistillRecipe, "bench": BenchRecipe, "pipeline": PipelineRecipe}
+                                    "distill": DistillRecipe, "bench": BenchRecipe, "pipeline": PipelineRecipe,
+                                    "audit": AuditRecipe}
 
 # Keys in each schema whose values are paths that should be resolved relative to the recipe file.
 PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "test"), ("model", "name"), ("output",)],
@@ -21,6 +23,7 @@ PATH_KEYS = {"finetune": [("data", "train"), ("data", "validation"), ("data", "t
              "drift": [("reference",), ("current",), ("model",), ("output",)],
              "bench": [("models",), ("output",), ("baseline",)],
              "pipeline": [("output",)],
+             "audit": [("data", "train"), ("data", "validation"), ("data", "test"), ("model",), ("output",), ("fix", "path")],
              "distill": [("data", "train"), ("data", "validation"), ("data", "test"), ("teacher",), ("output",),
                          ("distill", "transfer_data"), ("distill", "cache_dir")]}
 PATH_KEYS["finetune"] = PATH_KEYS["finetune"] + [("data", "augment", "synonyms")]
