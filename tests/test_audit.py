@@ -291,7 +291,7 @@ def test_audit_with_a_model_reports_truncation(cli, planted, tiny_bert, tmp_path
 def test_preflight_summary(planted):
     from nncli.evaluate.audit import preflight_summary
     from nncli.io.labelled import load_labelled
-    from nncli.recipe.finetune import DataSpec
+    from nncli.recipe.finetune import ClassifierData as DataSpec
 
     # the test file as validation: no held-out split of train, so the only cross-split duplicate is the planted one
     data = load_labelled(DataSpec(train=str(planted["train"]), validation=str(planted["test"])), seed=0)
