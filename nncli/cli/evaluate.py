@@ -137,7 +137,7 @@ def explain(
                       overwrite=overwrite, top_k=top_k, steps=steps)
 
     def render(r):
-        from nncli.evaluate.explain import render_terminal
+        from nncli.evaluate.explain_views import render_terminal
 
         render_terminal(r, stdout())
 
