@@ -121,7 +121,9 @@ class RunDir:
     def _replace(self) -> None:
         p = self.path
         self._lock()                      # the old run's lock: nobody else may be writing it while we move it
-        aside = p.with_name(f".{p.name}{ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        stem = f".{p.name}{ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        names = (p.with_name(stem + (f"-{n}" if n else "")) for n in range(1000))
+        aside = next(a for a in names if not a.exists())
         try:
             os.rename(p, aside)
         except OSError as e:

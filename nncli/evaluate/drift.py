@@ -512,19 +512,23 @@ def run(recipe, *, overwrite: bool = False) -> dict:
     if out is not None:
         ref_files = [ref_path / PROFILE_FILE, ref_path / PROFILE_ARRAYS] if ref_path.is_dir() else [ref_path]
         out.prepare(overwrite=overwrite, inputs=[*ref_files, recipe.current, clf.path if clf is not None else None])
-        with recording(out, report):
-            report["artifacts"] = {"report": "report.json", "plot": "drift.png", "summary": "report.md"}
-            _plot(out / "drift.png", plot, tests)
-            report.update(**ending, finished_at=now(), timings={"wall_seconds": timer()})
-            out.write_text("report.md", markdown(report))
-            out.write_json("report.json", report)
-            out.complete()
+        _write(out, report, plot, tests, {**ending, "timings": {"wall_seconds": timer()}})
     report.update(**ending, finished_at=now(), timings={"wall_seconds": timer()})
     if drifting:
         raise GateFailed(f"drift detected in {len(drifting)} of {len(tests)} tests: " + ", ".join(t["feature"] for t in drifting[:5]),
                          "inspect the table (and drift.png); re-train or re-calibrate on recent data if the shift is real",
                          report=report)
     return report
+
+
+def _write(out: RunDir, report: dict, plot: dict, tests: list[dict], ending: dict) -> None:
+    with recording(out, report):
+        report["artifacts"] = {"report": "report.json", "plot": "drift.png", "summary": "report.md"}
+        _plot(out / "drift.png", plot, tests)
+        report.update(**ending, finished_at=now())
+        out.write_text("report.md", markdown(report))
+        out.write_json("report.json", report)
+        out.complete()
 
 
 def _present(table, column: str | None) -> str | None:

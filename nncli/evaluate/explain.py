@@ -310,16 +310,19 @@ def run(model: str, *, text: str | None = None, data: str | None = None, text_co
         report["shortcuts"] = shortcuts(results, methods[0])
     if out is not None:
         out.prepare(overwrite=overwrite, inputs=[data, ex.path])
-        with recording(out, report):
-            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
-            atomic_write_text(out / "explanations.html", to_html(report))
-            atomic_write_text(out / "explanations.jsonl", lines)
-            report["artifacts"] = {"html": "explanations.html", "jsonl": "explanations.jsonl", "report": "report.json"}
-            report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
-            out.write_json("report.json", report)
-            out.complete()
+        _write(out, report, results, timer)
     report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
     return report
+
+
+def _write(out: RunDir, report: dict, results: list[dict], timer: Timer) -> None:
+    with recording(out, report):
+        atomic_write_text(out / "explanations.html", to_html(report))
+        atomic_write_text(out / "explanations.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
+        report["artifacts"] = {"html": "explanations.html", "jsonl": "explanations.jsonl", "report": "report.json"}
+        report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
+        out.write_json("report.json", report)
+        out.complete()
 
 
 def _truncation_note(i: int, n: int, t: dict) -> str:

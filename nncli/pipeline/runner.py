@@ -138,24 +138,19 @@ def run(path: str | Path, overrides: list[str] | None = None, *, force: list[str
             save("failed", 5)
             raise GateFailed(f"step '{step.name}' ({cmd}) failed a gate: {e.message}; later steps were not run",
                              f"see {step_out}/report.json and {out.path}/report.json", report=report) from e
-        except Interrupted as e:
-            row.update(status="interrupted", seconds=t(), error=e.message)
+        except (Interrupted, KeyboardInterrupt) as e:   # Ctrl-C anywhere in a step, or a step that stopped cleanly on it
+            row.update(status="interrupted", seconds=t(), error=getattr(e, "message", "interrupted"))
             state["steps"][step.name].update(status="interrupted")
             save("interrupted", 130)
-            raise Interrupted(f"step '{step.name}' ({cmd}): {e.message}", f"run the pipeline again: nncli run {path} "
-                              "(an interrupted finetune or distill step resumes from its checkpoint)") from e
+            raise Interrupted(f"pipeline interrupted during step '{step.name}' ({cmd})" + (f": {e.message}" if isinstance(
+                e, Interrupted) else ""), f"run the pipeline again: nncli run {path} (finished steps are skipped; an interrupted "
+                "finetune or distill step resumes from its checkpoint)") from None
         except NncliError as e:
             row.update(status="error", seconds=t(), error=e.message)
             state["steps"][step.name].update(status="error")
             report["failed_step"] = step.name
             save("error", int(e.code))
             raise type(e)(f"step '{step.name}' ({cmd}): {e.message}", e.hint, details=e.details) from e
-        except KeyboardInterrupt:
-            row.update(status="interrupted", seconds=t(), error="interrupted")
-            state["steps"][step.name].update(status="interrupted")
-            save("interrupted", 130)
-            raise Interrupted(f"pipeline interrupted during step '{step.name}' ({cmd}); report: {out.path}/report.json",
-                              f"run the pipeline again: nncli run {path} (finished steps are skipped)") from None
         except BaseException:
             row.update(status="error", seconds=t())
             state["steps"][step.name].update(status="error")
