@@ -667,6 +667,39 @@ def test_two_processes_on_one_output_the_second_is_refused_with_the_first_ones_p
     assert json.loads((out / "report.json").read_text())["status"] == "succeeded"
 
 
+HOLDER = """
+import pathlib, sys, time
+from nncli.core.rundir import RunDir
+out = pathlib.Path(sys.argv[1])
+RunDir(out, command="finetune").prepare()
+(out / "checkpoint").mkdir()
+(out / "checkpoint" / "state.json").write_text("{}")
+pathlib.Path(sys.argv[2]).write_text("ready")
+time.sleep(240)
+"""
+
+
+def test_finetune_resume_refuses_a_run_in_use_by_another_process(tiny_bert, tiny_data, tmp_path):
+    """Finetune-specific (its engine is being replaced; this CLI behaviour stays): a second `--resume` on a run that
+    another process holds is refused before it trains into the same directory (issue #17: duplicate evaluations)."""
+    out, ready = tmp_path / "run", tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), str(ready)], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(ready, holder, 120)
+        before = snapshot(out, tiny_data["dir"])
+        args = ["finetune", "--model", tiny_bert, "--data", tiny_data["train"], "--validation", tiny_data["validation"],
+                "--output", out, "train.max_steps=2", "data.max_length=32", "--resume"]
+        second = subprocess.run([sys.executable, "-m", "nncli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert second.returncode == 2, second.stderr
+    errors = [ln for ln in second.stderr.splitlines() if ln.startswith("error: ")]
+    assert errors == [f"error: output directory {out} is in use by pid {holder.pid} (another nncli command is writing to it)"]
+    assert "Traceback" not in second.stderr
+    assert_unchanged(before, "second --resume")
+
+
 def test_an_interrupted_pipeline_step_is_recorded_and_the_rerun_completes(fx, tmp_path, cli):
     pipe, hold = _pipeline(tmp_path, fx, tmp_path / "p"), tmp_path / "hold"
     before = snapshot(fx["run"], pipe)
