@@ -138,7 +138,8 @@ def bench(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json and latency_throughput.png here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
     baseline: Annotated[Optional[str], typer.Option(help="An earlier bench report.json to compare with.")] = None,
-    fail_if_slower: Annotated[Optional[str], typer.Option(help="With --baseline: exit 5 if throughput falls by more than this (e.g. 10%).")] = None,
+    fail_if_slower: Annotated[Optional[str], typer.Option(
+        help="With --baseline: exit 5 if throughput falls by more than this: a percentage (10%) or a fraction (0.10).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -154,12 +155,9 @@ def bench(
     def job():
         from nncli.deploy import bench as bn
 
-        pct = None
-        if fail_if_slower is not None:
-            try:
-                pct = float(fail_if_slower.rstrip("%")) / (100 if fail_if_slower.endswith("%") or float(fail_if_slower.rstrip("%")) > 1 else 1)
-            except ValueError:
-                raise UsageError(f"--fail-if-slower {fail_if_slower!r} is not a percentage", "e.g. --fail-if-slower 10%")
+        from nncli.core.report import parse_slowdown
+
+        pct = parse_slowdown(fail_if_slower) if fail_if_slower is not None else None
         return bn.run(models, batch_sizes=int_list(batch_sizes, "--batch-sizes"), seq_lens=int_list(seq_lens, "--seq-lens"),
                       threads=threads, torch_int8=torch_int8, output=output, overwrite=overwrite, baseline=baseline,
                       fail_if_slower=pct, min_seconds=min_seconds)
@@ -225,7 +223,7 @@ def generate(
             s, _, _ = read_texts(data, prompt_column, role="prompts", clean=False)
             prompts = s.texts[:limit]
         return gen.generate_command(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                                   seed=seed, chat=chat)
+                                    seed=seed, chat=chat)
 
     def render(r):
         out = stdout()
@@ -252,11 +250,15 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 64,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N rows.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ):
     """Predict labels for a file of texts, with the model's label names and calibration temperature.
+
+    One JSONL row per input row, in order: "row" is the input's data-row number (1-based), "id" the --id-column value,
+    and rows that cannot be scored (empty text) carry "skipped" instead of a prediction.
 
     Examples:
 
@@ -269,13 +271,13 @@ def predict(
 
         cols = columns(text_column) or "text"
         return pr.run(model, data, text_column=cols, text_pair_column=text_pair_column, output=output, id_column=id_column,
-                      batch_size=batch_size, threads=threads, limit=limit)
+                      batch_size=batch_size, threads=threads, limit=limit, overwrite=overwrite)
 
     def render(r):
         if "predictions" in r:
             sys.stdout.write("".join(json.dumps(p, ensure_ascii=False, default=str) + "\n" for p in r["predictions"]))
         else:
-            stdout().print(f"{r['rows']} predictions -> {r['output']} ({r['backend']}, {r['throughput_per_second']} texts/s); "
-                            f"predicted: {r['predicted_distribution']}", markup=False)
+            stdout().print(f"{r['rows']} rows ({r['scored']} scored) -> {r['output']} ({r['backend']}, {r['throughput_per_second']} "
+                           f"texts/s); predicted: {r['predicted_distribution']}", markup=False)
 
     execute(ctx, job, json_out, quiet, debug, render)

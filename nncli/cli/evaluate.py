@@ -134,7 +134,7 @@ def explain(
                       overwrite=overwrite, top_k=top_k, steps=steps)
 
     def render(r):
-        from nncli.evaluate.explain import render_terminal
+        from nncli.evaluate.explain_views import render_terminal
 
         render_terminal(r, stdout())
 
@@ -247,7 +247,6 @@ def audit(
       nncli audit train.csv --test test.csv --max label_issue_rate=0.05 --max cross_split_duplicates=0 --json
     """
     def job():
-        from nncli.core.report import parse_gate_flags, parse_gates
         from nncli.evaluate import audit as au
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import find_recipe
@@ -261,10 +260,8 @@ def audit(
                  "data.text_column": columns(text_column), "data.text_pair_column": text_pair_column,
                  "data.label_column": label_column, "data.max_length": max_length, "model": model,
                  "label_issues.folds": folds, "fix.path": fix, "fix.policy": fix_policy, "output": output, "seed": seed}
-        recipe = load_recipe("audit", path, overrides, flags)
-        gates = parse_gates({**recipe.gates.min, **parse_gate_flags(min_, "min")},
-                            {**recipe.gates.max, **parse_gate_flags(max_, "max")})
-        return au.run(recipe, overwrite=overwrite, gates=gates)
+        recipe = load_recipe("audit", path, overrides, flags, gates=gate_flags(min_, max_))
+        return au.run(recipe, overwrite=overwrite)
 
     execute(ctx, job, json_out, quiet, debug, _render_audit)
 

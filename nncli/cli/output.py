@@ -16,6 +16,7 @@ import typer
 from nncli.core import console
 from nncli.core.atomic import json_default
 from nncli.core.errors import ExitCode, NncliError
+from nncli.core.rundir import release_all
 
 
 @dataclass
@@ -72,9 +73,12 @@ def execute(ctx: typer.Context | None, job: Callable[[], Any], json_out: bool = 
     console.state.quiet, console.state.debug = out.quiet, out.debug
     code = ExitCode.OK
     try:
-        result = job()
-        if hasattr(result, "to_dict"):          # a RunReport
-            result = result.to_dict()
+        try:
+            result = job()
+            if hasattr(result, "to_dict"):          # a RunReport
+                result = result.to_dict()
+        finally:
+            release_all()   # locks of the run directories this command prepared; replaced runs finalised
         if console.is_main_process():  # under torchrun, the main process alone prints results
             out.result(result, render)
         code = ExitCode(result.get("exit_code") or 0) if isinstance(result, dict) else ExitCode.OK

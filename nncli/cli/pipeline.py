@@ -50,7 +50,7 @@ def run_pipeline(
 def _render_pipeline(r: dict) -> None:
     from rich.table import Table
 
-    from nncli.pipeline.runner import fmt
+    from nncli.pipeline.steps import fmt
 
     t = Table(title=f"pipeline {r.get('name') or ''}: {r.get('status')}")
     for col in ("step", "command", "status", "seconds", "key numbers"):
@@ -67,6 +67,7 @@ def report_cmd(
     ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(help="Run directories (finetune, distill, evaluate, quantize, export, bench, drift, pipeline).")],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the Markdown summary here (for a pull-request comment).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing -o file.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -82,7 +83,7 @@ def report_cmd(
     def job():
         from nncli.pipeline import summary
 
-        return summary.run(runs, output)
+        return summary.run(runs, output, overwrite=overwrite)
 
     def render(r):
         from rich.table import Table

@@ -70,7 +70,7 @@ def recipes_copy(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Shipped recipe name.")],
     dest: Annotated[Path, typer.Argument(help="Destination file or directory.")],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.", metavar="")] = False,
+    force: Annotated[bool, typer.Option("--force", "--overwrite", help="Overwrite an existing file.", metavar="")] = False,
 ):
     """Copy a shipped recipe to edit it. Data paths are rewritten to absolute ones so the copy runs anywhere.
 
@@ -82,14 +82,14 @@ def recipes_copy(
         import yaml
 
         from nncli.core.atomic import atomic_write_text
+        from nncli.core.rundir import prepare_output_file
         from nncli.recipe.load import get_path, read_yaml, set_path
         from nncli.recipe.registry import PATH_KEYS
         from nncli.recipe.shipped import find_recipe
 
         src = find_recipe(name)
         target = dest / src.name if dest.is_dir() else dest
-        if target.exists() and not force:
-            raise UsageError(f"{target} already exists", "pass --force to overwrite it, or choose another name")
+        prepare_output_file(target, overwrite=force, inputs=[src], what="destination", flag="--force")
         text = src.read_text(encoding="utf-8")
         raw = read_yaml(src)
         header = [ln for ln in text.splitlines() if ln.startswith("#")]

@@ -144,6 +144,9 @@ def parse_gates(mins: dict[str, float] | None, maxs: dict[str, float] | None) ->
 
 
 def parse_gate_flags(items: list[str] | None, op: str) -> dict[str, float]:
+    """--min/--max METRIC=NUMBER (or NUMBER%); NaN and infinity are refused: a gate on them decides nothing."""
+    import math
+
     out = {}
     for item in items or []:
         metric, sep, value = item.partition("=")
@@ -152,8 +155,34 @@ def parse_gate_flags(items: list[str] | None, op: str) -> dict[str, float]:
                 raise ValueError
             out[metric.strip()] = float(value.strip().rstrip("%")) / (100 if value.strip().endswith("%") else 1)
         except ValueError:
-            raise UsageError(f"--{op} {item!r} is not METRIC=NUMBER", f"write it as --{op} accuracy=0.85")
+            raise UsageError(f"--{op} {item!r} is not METRIC=NUMBER", f"write it as --{op} accuracy=0.85") from None
+        if not math.isfinite(out[metric.strip()]):
+            raise UsageError(f"--{op} {item!r}: the threshold must be a finite number", f"write it as --{op} {metric.strip()}=0.85")
     return out
+
+
+def parse_slowdown(value: str, flag: str = "--fail-if-slower") -> float:
+    """A tolerated throughput drop, as a fraction in (0, 1): written `10%` (a percentage) or `0.10` (a fraction).
+
+    A bare number of 1 or more is refused as ambiguous (is `5` five percent?), and so are 0, 100% and more, and NaN."""
+    import math
+
+    v = value.strip()
+    pct = v.endswith("%")
+    try:
+        x = float(v[:-1].strip() if pct else v)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r} is not a percentage or a fraction", f"e.g. {flag} 10% (or {flag} 0.10)") from None
+    if not math.isfinite(x):
+        raise UsageError(f"{flag} {value!r}: must be a finite number", f"e.g. {flag} 10% (or {flag} 0.10)")
+    if not pct and x >= 1:
+        raise UsageError(f"{flag} {value!r} is ambiguous: a fraction must be below 1",
+                         f"write a percentage with %, e.g. {flag} {x:g}% (or {flag} {x / 100:g} as a fraction)")
+    frac = x / 100 if pct else x
+    if not 0 < frac < 1:
+        raise UsageError(f"{flag} {value!r} is out of range: the tolerated drop must be above 0% and below 100%",
+                         f"e.g. {flag} 10% (or {flag} 0.10)")
+    return frac
 
 
 def check_gate_metrics(gates: list[dict], known: list[str]) -> None:

@@ -8,7 +8,6 @@ never flatters one backend.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from pathlib import Path
 from nncli.core import console
 from nncli.core.timing import measure
 from nncli.core.errors import GateFailed, InputError, UsageError
-from nncli.core.rundir import RunDir
+from nncli.core.rundir import RunDir, recording
 from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_bytes
 
@@ -59,39 +58,49 @@ def machine() -> dict:
 def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threads: int | None = None, torch_int8: bool = False,
         output: str | None = None, overwrite: bool = False, baseline: str | None = None, fail_if_slower: float | None = None,
         min_seconds: float = 2.0, min_repeats: int = 10) -> dict:
-    from nncli.io.inference import load_classifier, quantize_dynamic_int8, release
+    from nncli.io.inference import check_model, load_classifier, quantize_dynamic_int8, release
 
     timer = Timer()
     if fail_if_slower is not None and not baseline:
         raise UsageError("--fail-if-slower needs --baseline OLD/report.json", "pass the report of an earlier nncli bench run")
-    base = _read_baseline(baseline) if baseline else None
-    out = RunDir(output) if output else None
-    if out:
-        out.prepare(overwrite=overwrite)
-    fp = machine()
-    console.log(f"machine: {fp['cpu']}, {fp['cores']} cores; {fp['int8_note']}")
-    rows = []
-    for name in models:
-        clf = load_classifier(name, threads=threads)
-        rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
-        if torch_int8 and clf.backend == "torch":
-            clf.model = quantize_dynamic_int8(clf.model)
-            clf.backend = "torch-int8"
-            rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
-        release(clf)  # one engine alive at a time: idle ONNX Runtime threads spin and would slow the next model
-    report = base_report("bench")
-    report.update(results=rows, machine=fp, environment=environment(threads), settings={
-        "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "min_seconds": min_seconds, "min_repeats": min_repeats,
-        "load_average": list(os.getloadavg())})
+    if fail_if_slower is not None and not 0 < fail_if_slower < 1:
+        raise UsageError(f"fail_if_slower {fail_if_slower!r} must be a fraction between 0 and 1", "e.g. 0.10 for 10%")
+    if not batch_sizes or not seq_lens or min(batch_sizes) < 1 or min(seq_lens) < 1:
+        raise UsageError("batch sizes and sequence lengths must be positive integers", "e.g. --batch-sizes 1,8,32 --seq-lens 128")
+    model_dirs = [check_model(name) for name in models]          # every input is checked before the output is touched
+    base, base_path = (_read_baseline(baseline) if baseline else (None, None))
     if base is not None:
-        report["regressions"], report["gates"] = _compare(rows, base, fail_if_slower)
-    failed = [g for g in report["gates"] if not g["passed"]]
-    report.update(status="failed" if failed else "succeeded", exit_code=5 if failed else 0, finished_at=now(),
-                  timings={"wall_seconds": timer()})
+        _shared_configurations(models, batch_sizes, seq_lens, base, base_path)
+    out = RunDir(output, command="bench") if output else None
     if out:
-        _plot(out / "latency_throughput.png", rows)
-        report["artifacts"] = {"plot": "latency_throughput.png", "report": "report.json"}
-        out.write_json("report.json", report)
+        out.prepare(overwrite=overwrite, inputs=[*model_dirs, base_path])
+    report = base_report("bench")
+    with recording(out, report):
+        fp = machine()
+        console.log(f"machine: {fp['cpu']}, {fp['cores']} cores; {fp['int8_note']}")
+        rows = []
+        for name in models:
+            clf = load_classifier(name, threads=threads)
+            rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
+            if torch_int8 and clf.backend == "torch":
+                clf.model = quantize_dynamic_int8(clf.model)
+                clf.backend = "torch-int8"
+                rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
+            release(clf)  # one engine alive at a time: idle ONNX Runtime threads spin and would slow the next model
+        report.update(results=rows, machine=fp, environment=environment(threads), settings={
+            "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "min_seconds": min_seconds, "min_repeats": min_repeats,
+            "load_average": list(os.getloadavg())})
+        if base is not None:
+            report["baseline"] = str(base_path)
+            report["regressions"], report["gates"] = _compare(rows, base, fail_if_slower, base_path)
+        failed = [g for g in report["gates"] if not g["passed"]]
+        report.update(status="failed" if failed else "succeeded", exit_code=5 if failed else 0, finished_at=now(),
+                      timings={"wall_seconds": timer()})
+        if out:
+            _plot(out / "latency_throughput.png", rows)
+            report["artifacts"] = {"plot": "latency_throughput.png", "report": "report.json"}
+            out.write_json("report.json", report)
+            out.complete()
     if failed:
         worst = min(failed, key=lambda g: g["value"])
         raise GateFailed(f"{len(failed)} configuration(s) slower than the baseline by more than {fail_if_slower:.0%} "
@@ -99,29 +108,36 @@ def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threa
     return report
 
 
-def _read_baseline(path: str) -> dict:
+def _read_baseline(path: str) -> tuple[dict, Path]:
+    from nncli.core.artifacts import BenchReport, read_artifact
+
     p = Path(path)
     if p.is_dir():
         p = p / "report.json"
-    try:
-        rep = json.loads(p.read_text())
-    except FileNotFoundError:
+    if not p.exists():
         raise InputError(f"baseline not found: {path}", "pass the report.json of an earlier nncli bench --output run")
-    except (OSError, ValueError) as e:
-        raise InputError(f"baseline {path} is not readable JSON ({e})", "pass the report.json of an earlier nncli bench run")
-    from nncli.core.report import command_of
+    return read_artifact(p, BenchReport).model_dump(), p
 
-    if command_of(rep) != "bench" or "results" not in rep:
-        raise InputError(f"baseline {path} is not an nncli bench report (task={rep.get('task')!r})",
-                         "pass the report.json written by nncli bench --output")
-    return rep
+
+def _shared_configurations(models: list[str], batch_sizes: list[int], seq_lens: list[int], base: dict, base_path: Path) -> None:
+    """A baseline that shares no (model, batch size, length) with this run would compare nothing: refuse it up front."""
+    planned = {(Path(m.rstrip("/")).name, b, s) for m in models for b in batch_sizes for s in seq_lens}
+    old = {(k[0], k[2], k[3]) for k in map(_key, base["results"])}
+    if not planned & old:
+        raise InputError(f"baseline {base_path} shares no configuration with this run (model name, batch size, sequence "
+                         "length): the regression gate would compare nothing", _baseline_hint(base))
+
+
+def _baseline_hint(base: dict) -> str:
+    keys = sorted({f"{k[0]} [{k[1]}] b{k[2]} s{k[3]}" for k in map(_key, base["results"])})
+    return f"bench the same models with the same --batch-sizes and --seq-lens as the baseline ({', '.join(keys[:4])})"
 
 
 def _key(r: dict) -> tuple:
     return (Path(r["model"].rstrip("/")).name, r["backend"], r["batch_size"], r["seq_len"])
 
 
-def _compare(rows: list[dict], base: dict, fail_if_slower: float | None) -> tuple[list[dict], list[dict]]:
+def _compare(rows: list[dict], base: dict, fail_if_slower: float | None, base_path: Path) -> tuple[list[dict], list[dict]]:
     old = {_key(r): r for r in base["results"]}
     comparisons, gates = [], []
     for r in rows:
@@ -137,7 +153,8 @@ def _compare(rows: list[dict], base: dict, fail_if_slower: float | None) -> tupl
             gates.append({"metric": f"throughput_ratio[{_key(r)[0]}/{r['backend']}/b{r['batch_size']}/s{r['seq_len']}]",
                           "op": ">=", "threshold": threshold, "value": ratio, "passed": ratio >= threshold})
     if not comparisons:
-        console.warn("the baseline has no configuration in common with this run (model name, backend, batch, length)")
+        raise InputError(f"baseline {base_path} shares no configuration with this run (model name, backend, batch size, "
+                         "sequence length): the regression gate would compare nothing", _baseline_hint(base))
     return comparisons, gates
 
 

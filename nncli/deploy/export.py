@@ -20,7 +20,7 @@ from nncli.core import console
 from nncli.core.errors import GateFailed, InputError, Interrupted, UsageError
 from nncli.recipe.deploy import ExportRecipe
 from nncli.recipe.load import dump
-from nncli.core.rundir import RunDir
+from nncli.core.rundir import RunDir, recording
 from nncli.core.signals import StopFlag
 from nncli.core.report import Timer, base_report, environment, now
 
@@ -38,27 +38,25 @@ def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
     default_out = (run_dir / ("onnx" if recipe.format == "onnx" else "export")) if run_dir else None
     if recipe.output is None and default_out is None:
         raise UsageError("export needs --output DIR (the model is not a run directory)", "pass --output exports/my-model")
-    out = RunDir(recipe.output or default_out)
-    texts = _parity_texts(recipe, run_dir, task)
-    out.prepare(overwrite=overwrite)
-    out.write_text("recipe.yaml", dump(recipe))
+    out = RunDir(recipe.output or default_out, command="export")
+    texts = _parity_texts(recipe, run_dir, task)          # every input is read before the output is touched
+    inputs = [source.path, recipe.parity.data, run_dir / "recipe.yaml" if run_dir is not None and not recipe.parity.data else None]
+    out.prepare(overwrite=overwrite, inputs=inputs)
     report = base_report("export", recipe.name)
     report.update(source={"model": recipe.model, "path": source.path, "resolved_from": source.source}, format=recipe.format,
                   task=task)
-    out.write_json("report.json", report)
-
-    staging = out / ".staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    stop = StopFlag("stopping the export at the next safe point; nothing will be kept").install()
-    try:
-        return _export_and_check(recipe, source, task, texts, out, staging, report, timer, stop)
-    except KeyboardInterrupt:
+    with recording(out, report):
+        out.write_text("recipe.yaml", dump(recipe))
+        staging = out / ".staging"
         shutil.rmtree(staging, ignore_errors=True)
-        report.update(status="interrupted", exit_code=130, finished_at=now())
-        out.write_json("report.json", report)
-        raise Interrupted(f"export interrupted; nothing was exported to {out.path}", "run the same command again") from None
-    finally:
-        stop.restore()
+        stop = StopFlag("stopping the export at the next safe point; nothing will be kept").install()
+        try:
+            return _export_and_check(recipe, source, task, texts, out, staging, report, timer, stop)
+        except KeyboardInterrupt:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise Interrupted(f"export interrupted; nothing was exported to {out.path}", "run the same command again") from None
+        finally:
+            stop.restore()
 
 
 def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str], out: RunDir, staging: Path, report: dict,
@@ -109,6 +107,7 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
     report["environment"] = environment()
     report.update(status="succeeded" if passed else "failed", exit_code=0 if passed else 5, finished_at=now())
     out.write_json("report.json", report)
+    out.complete()
     console.log(f"parity: max |Δlogit| {parity['max_abs_diff']:.2e}, mean {parity['mean_abs_diff']:.2e}, top-1 agreement "
                 f"{parity['agreement']:.4f}, {parity['flipped']} flipped")
     if not passed:

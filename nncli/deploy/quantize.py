@@ -23,7 +23,7 @@ from nncli.core import console
 from nncli.core.errors import GateFailed, InputError, UsageError
 from nncli.recipe.deploy import QuantizeRecipe
 from nncli.recipe.load import dump
-from nncli.core.rundir import RunDir
+from nncli.core.rundir import RunDir, recording
 from nncli.core.report import Timer, base_report, environment, now
 
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
@@ -59,10 +59,11 @@ def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> dict:
     out_path = Path(recipe.output) if recipe.output else (run_dir / "quantized" if run_dir else None)
     if out_path is None:
         raise UsageError("quantize needs --output DIR (the model is not a run directory)", "pass --output models/int8")
-    if out_path.exists() and any(out_path.iterdir()) and not overwrite:
-        raise UsageError(f"output directory {out_path} exists and is not empty", "pass --overwrite, or choose another --output")
     texts, labels, calib_texts, data_source = _data(recipe, run_dir)
     names = candidates_for(recipe.method, recipe.backend)
+    out = RunDir(out_path, command="quantize")
+    inputs = [source.path, recipe.data.path, run_dir / "recipe.yaml" if run_dir is not None and not recipe.data.path else None]
+    out.check(overwrite=overwrite, inputs=inputs)    # fail fast; the directory is prepared only when a candidate qualifies
 
     ref = load_classifier(source.path, threads=recipe.threads)
     y = np.asarray(map_labels(labels, ref.label_names, data_source))
@@ -127,17 +128,18 @@ def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> dict:
         fastest = max(r["throughput_per_second"] for r in passing)
         best = min((r for r in passing if r["throughput_per_second"] >= 0.95 * fastest), key=lambda r: (r["flip_rate"], -r["throughput_per_second"]))
         best["status"] = "chosen"
-        out = RunDir(out_path)
-        out.prepare(overwrite=overwrite)
-        for f in Path(built[best["candidate"]]).iterdir():
-            shutil.copy2(f, out / f.name) if f.is_file() else shutil.copytree(f, out / f.name)
-        out.write_text("recipe.yaml", dump(recipe))
-        report.update(chosen=best["candidate"], status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()},
-                      artifacts={"model": str(out.path)})
-        report["gates"] = [
-            {"metric": "accuracy_drop_points", "op": "<=", "threshold": recipe.max_drop, "value": best["accuracy_drop"] * 100,
-             "passed": True}]
-        out.write_json("report.json", report)
+        out.prepare(overwrite=overwrite, inputs=inputs)
+        with recording(out, report):
+            for f in Path(built[best["candidate"]]).iterdir():
+                shutil.copy2(f, out / f.name) if f.is_file() else shutil.copytree(f, out / f.name)
+            out.write_text("recipe.yaml", dump(recipe))
+            report.update(chosen=best["candidate"], status="succeeded", exit_code=0, finished_at=now(),
+                          timings={"wall_seconds": timer()}, artifacts={"model": str(out.path)})
+            report["gates"] = [
+                {"metric": "accuracy_drop_points", "op": "<=", "threshold": recipe.max_drop, "value": best["accuracy_drop"] * 100,
+                 "passed": True}]
+            out.write_json("report.json", report)
+            out.complete()
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -268,11 +268,13 @@ def preflight_summary(data, *, model_path: str | None, seed: int) -> tuple[dict,
 
 # ---------------------------------------------------------------------------------------------- the command
 
-def run(recipe, *, overwrite: bool = False, gates: list[dict] | None = None) -> dict:
+def run(recipe, *, overwrite: bool = False) -> dict:
     from nncli.evaluate import audit_render as rd
 
     timer = Timer()
-    gates = gates or []
+    from nncli.core.report import gates_of
+
+    gates = gates_of(recipe.gates)
     check_gate_metrics(gates, list(METRICS))
     inputs = [p for p in (recipe.data.train, recipe.data.validation, recipe.data.test) if p]
     fix = rd.check_fix_path(recipe.fix.path, inputs, overwrite) if recipe.fix.path else None

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import GateFailed, InputError, UsageError
-from nncli.core.rundir import RunDir
+from nncli.core.errors import GateFailed, InputError
+from nncli.core.rundir import RunDir, recording
 from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_bytes, atomic_write_json
 
@@ -284,13 +284,17 @@ def load_profile(ref: str) -> tuple[Profile, Path]:
         raise InputError(f"no reference profile in {d} ({PROFILE_FILE} missing)",
                          "pass a run directory made by nncli finetune (or nncli evaluate --output); older runs: re-run them, "
                          "or pass the training data file as --reference with --model")
+    from nncli.core.artifacts import Profile as ProfileFile
+    from nncli.core.artifacts import read_artifact
+
+    read_artifact(f, ProfileFile)          # the keys drift relies on, with their types, or exit 3 naming the file
+    meta = json.loads(f.read_text())
     try:
-        meta = json.loads(f.read_text())
         with np.load(d / PROFILE_ARRAYS, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise InputError(f"reference profile in {d} is unreadable ({type(e).__name__}: {str(e)[:120]})",
-                         "re-create it by re-running the finetune or evaluate that wrote it") from e
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"reference profile {d / PROFILE_ARRAYS} is unreadable ({type(e).__name__}: {str(e)[:120]})",
+                         "re-create it by re-running the finetune or evaluate that wrote it") from None
     if meta.get("schema_version") != PROFILE_VERSION:
         raise InputError(f"reference profile in {d} has schema_version {meta.get('schema_version')}, this nncli reads "
                          f"{PROFILE_VERSION}", "re-create the profile with this nncli version")
@@ -438,9 +442,9 @@ def run(recipe, *, overwrite: bool = False) -> dict:
     from nncli.io.inference import load_classifier, release
 
     timer = Timer()
-    out = RunDir(recipe.output) if recipe.output else None
-    if out is not None and out.path.exists() and any(out.path.iterdir()) and not overwrite:
-        raise UsageError(f"output directory {out.path} exists and is not empty", "pass --overwrite, or choose another --output")
+    out = RunDir(recipe.output, command="drift") if recipe.output else None
+    if out is not None:
+        out.check(overwrite=overwrite, inputs=[recipe.current])    # fail fast; prepared once the tests have run
     ref_path = Path(recipe.reference)
     if not ref_path.exists():
         raise InputError(f"reference {recipe.reference} does not exist", "pass a run directory made by nncli finetune, or a profile.json")
@@ -504,19 +508,27 @@ def run(recipe, *, overwrite: bool = False) -> dict:
                   warnings=list(table.notes), environment=environment(recipe.threads))
     report["gates"] = [{"metric": f"drift:{t['feature']}", "op": "==", "threshold": 0, "value": int(t["drift"]), "passed": not t["drift"]}
                        for t in tests]
-    report.update(status="failed" if drifting else "succeeded", exit_code=5 if drifting else 0, finished_at=now(),
-                  timings={"wall_seconds": timer()})
+    ending = {"status": "failed" if drifting else "succeeded", "exit_code": 5 if drifting else 0}
     if out is not None:
-        out.prepare(overwrite=overwrite)
-        report["artifacts"] = {"report": "report.json", "plot": "drift.png", "summary": "report.md"}
-        _plot(out / "drift.png", plot, tests)
-        out.write_text("report.md", markdown(report))
-        out.write_json("report.json", report)
+        ref_files = [ref_path / PROFILE_FILE, ref_path / PROFILE_ARRAYS] if ref_path.is_dir() else [ref_path]
+        out.prepare(overwrite=overwrite, inputs=[*ref_files, recipe.current, clf.path if clf is not None else None])
+        _write(out, report, plot, tests, {**ending, "timings": {"wall_seconds": timer()}})
+    report.update(**ending, finished_at=now(), timings={"wall_seconds": timer()})
     if drifting:
         raise GateFailed(f"drift detected in {len(drifting)} of {len(tests)} tests: " + ", ".join(t["feature"] for t in drifting[:5]),
                          "inspect the table (and drift.png); re-train or re-calibrate on recent data if the shift is real",
                          report=report)
     return report
+
+
+def _write(out: RunDir, report: dict, plot: dict, tests: list[dict], ending: dict) -> None:
+    with recording(out, report):
+        report["artifacts"] = {"report": "report.json", "plot": "drift.png", "summary": "report.md"}
+        _plot(out / "drift.png", plot, tests)
+        report.update(**ending, finished_at=now())
+        out.write_text("report.md", markdown(report))
+        out.write_json("report.json", report)
+        out.complete()
 
 
 def _present(table, column: str | None) -> str | None:

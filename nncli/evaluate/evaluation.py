@@ -19,7 +19,7 @@ from nncli.evaluate import metrics as M
 from nncli.core.errors import GateFailed, InputError
 from nncli.recipe.evaluate import EvaluateRecipe
 from nncli.recipe.load import dump
-from nncli.core.rundir import RunDir
+from nncli.core.rundir import RunDir, recording
 from nncli.core.report import Timer, base_report, check_gate_metrics, environment, evaluate_gates, now, peak_memory_mb
 from nncli.core.atomic import atomic_write_json
 
@@ -44,12 +44,7 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False) -> dict:
         if missing:
             raise InputError(f"--calibrate needs validation data, and {missing[0]} is not part of a finetune run directory",
                              "pass --validation FILE (held-out data, never the evaluation data itself)")
-    out = RunDir(recipe.output) if recipe.output else None
-    if out:
-        out.prepare(overwrite=overwrite)
-        out.write_text("recipe.yaml", dump(recipe))
-        out.write_json("report.json", base_report("evaluate", recipe.name))  # status: running, until the end
-
+    from nncli.io.inference import check_model
     from nncli.io.labelled import read_texts
 
     split, names, table = read_texts(recipe.data.path, recipe.data.text_column, role="evaluation", encoding=recipe.data.encoding,
@@ -62,9 +57,21 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False) -> dict:
         split = subset(split, list(range(recipe.data.limit)))
     if recipe.data.slice_column:
         _check_slice_column(split, recipe.data.slice_column)
+    model_dirs = [check_model(m, allow_pickle=recipe.allow_pickle) for m in recipe.models]   # inputs first, outputs after
+    out = RunDir(recipe.output, command="evaluate") if recipe.output else None
+    if out:
+        out.prepare(overwrite=overwrite, inputs=[recipe.data.path, recipe.data.validation, *model_dirs])
     report = base_report("evaluate", recipe.name)
     report["data"] = {"source": split.source, "rows_read": split.rows_read, "rows": len(split), "dropped": split.dropped,
                       "notes": table.notes, "fingerprint": table.fingerprint}
+    with recording(out, report):
+        if out:
+            out.write_text("recipe.yaml", dump(recipe))
+        return _evaluate_all(recipe, task, split, names, table, out, report, gates, timer)
+
+
+def _evaluate_all(recipe: EvaluateRecipe, task: str, split, names: list, table, out: RunDir | None, report: dict, gates: list[dict],
+                  timer: Timer) -> dict:
     for note in table.notes:
         console.warn(note)
     if split.dropped:
@@ -104,6 +111,7 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False) -> dict:
         report["artifacts"].update({"report": "report.json", "markdown": "report.md", "recipe": "recipe.yaml"})
         out.write_text("report.md", markdown(report))
         out.write_json("report.json", report)
+        out.complete()
     if failed:
         listing = ", ".join(f"{g['metric']} {_fmt(g['value'])} {g['op']} {g['threshold']} ({Path(g['model']).name})" for g in failed)
         raise GateFailed(f"{len(failed)} gate(s) failed: {listing}", f"see {out.path}/report.json" if out else
@@ -379,9 +387,17 @@ def _evaluate_lm(name: str, split, recipe: EvaluateRecipe) -> dict:
     resolved = resolve(name, None, recipe.allow_pickle)
     from transformers import AutoModelForCausalLM
 
+    from nncli.io.models import is_weights_error, load_config, weights_error
+
+    load_config(resolved.path, recipe.trust_remote_code)
     tok = load_tokenizer(resolved.path, recipe.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, trust_remote_code=recipe.trust_remote_code,
-                                                 use_safetensors=None if recipe.allow_pickle else True).eval()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, trust_remote_code=recipe.trust_remote_code,
+                                                     use_safetensors=None if recipe.allow_pickle else True).eval()
+    except Exception as e:
+        if is_weights_error(e):
+            raise weights_error(e, resolved.path) from None
+        raise
     max_len = recipe.data.max_length or min(1024, getattr(model.config, "max_position_embeddings", 1024) or 1024)
     nll, counts = [], []
     t = Timer()
@@ -413,7 +429,10 @@ def _detect_task(name: str) -> str:
     d = model_dir_of(name)
     cfg = d / "config.json" if d else None
     if cfg is not None and cfg.exists():
-        archs = " ".join(json.loads(cfg.read_text()).get("architectures") or [])
+        try:
+            archs = " ".join(json.loads(cfg.read_text()).get("architectures") or [])
+        except (OSError, ValueError, AttributeError, TypeError):
+            return "sequence-classification"    # loading the model reports what is wrong with its config
         if "CausalLM" in archs or "LMHead" in archs:
             return "causal-lm"
     return "sequence-classification"

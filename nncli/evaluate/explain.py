@@ -20,7 +20,6 @@ probability to the words of the prompt.
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
@@ -28,9 +27,10 @@ import numpy as np
 
 from nncli.core import console
 from nncli.core.errors import InputError, UsageError, missing_extra
-from nncli.core.rundir import RunDir
+from nncli.core.rundir import RunDir, recording
 from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_text
+from nncli.evaluate.explain_views import to_html
 
 METHODS = ("ig", "occlusion", "attention")
 RANDOM_DRAWS = 10
@@ -41,10 +41,10 @@ class Explainer:
 
     def __init__(self, name: str, *, max_length: int | None = None, threads: int | None = None, trust_remote_code: bool = False):
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
         from nncli.io.inference import model_dir_of, read_temperature
-        from nncli.io.models import load_tokenizer, resolve
+        from nncli.io.models import check_labels, is_weights_error, load_config, load_tokenizer, resolve, weights_error
         from nncli.core.machine import set_threads
 
         set_threads(threads)
@@ -54,16 +54,21 @@ class Explainer:
             raise InputError(f"{name} is an ONNX export: attributions need gradients and attentions of the PyTorch model",
                              "pass the run directory or its merged/ folder")
         resolved = resolve(name, None, False)
-        config = AutoConfig.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+        config = load_config(resolved.path, trust_remote_code)
         archs = " ".join(config.architectures or [])
         self.causal = "ForCausalLM" in archs or "LMHead" in archs
         cls = AutoModelForCausalLM if self.causal else AutoModelForSequenceClassification
         try:
             self.model = cls.from_pretrained(resolved.path, use_safetensors=True, attn_implementation="eager",
                                              trust_remote_code=trust_remote_code).eval()
-        except (OSError, ValueError) as e:
+        except Exception as e:
+            if is_weights_error(e):
+                raise weights_error(e, resolved.path) from None
+            if not isinstance(e, ValueError):
+                raise
             raise InputError(f"cannot load {name} for explanations: {str(e).splitlines()[0][:200]}",
                              "pass a sequence classifier or causal LM directory with safetensors weights") from e
+        self.path = resolved.path
         self.tok = load_tokenizer(resolved.path, trust_remote_code)
         if not getattr(self.tok, "is_fast", False):
             raise InputError(f"{name}: explanations need a fast tokenizer (word offsets)", "use a model with a tokenizer.json")
@@ -71,7 +76,7 @@ class Explainer:
         self.name = name
         self.max_length = max_length or min(512, getattr(config, "max_position_embeddings", 512) or 512)
         self.temperature = 1.0 if self.causal else read_temperature(Path(resolved.path))
-        self.labels = None if self.causal else [config.id2label[i] for i in range(config.num_labels)]
+        self.labels = None if self.causal else check_labels(config, resolved.path)
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else (self.tok.eos_token_id or 0)
 
     # --- encoding
@@ -95,7 +100,17 @@ class Explainer:
                 spans[-1] = (spans[-1][0], enc["offset_mapping"][i][1])
         spans = [_trim(text, a, b) for a, b in spans]   # byte-level BPE offsets include the leading space
         return {"text": text, "ids": ids, "words": words, "spans": spans,
-                "word_text": [text[a:b] for a, b in spans]}
+                "word_text": [text[a:b] for a, b in spans], "truncated": self._truncation(text, ids, words, spans)}
+
+    def _truncation(self, text: str, ids: list[int], words: list, spans: list) -> dict | None:
+        """What the model did not see of a text longer than max_length tokens (None when it saw all of it)."""
+        full = self.tok(text, truncation=False, verbose=False)
+        if len(full["input_ids"]) <= len(ids):
+            return None
+        n_words = len({w for w in full.word_ids() if w is not None})
+        seen = spans[-1][1] if spans else 0
+        return {"tokens": len(full["input_ids"]), "max_length": self.max_length, "words": n_words,
+                "words_explained": len(words), "characters": len(text), "characters_explained": seen}
 
     def _forward_probs(self, ids_list: list[list[int]], target: int) -> np.ndarray:
         torch = self.torch
@@ -236,9 +251,9 @@ def run(model: str, *, text: str | None = None, data: str | None = None, text_co
         raise UsageError(f"--method {bad[0]}: unknown", f"choose from {', '.join(METHODS)} (or all)")
     if (text is None) == (data is None):
         raise UsageError("explain needs exactly one of --text or --data", 'e.g. --text "great value" or --data reviews.csv')
-    out = RunDir(output) if output else None
-    if out is not None and out.path.exists() and any(out.path.iterdir()) and not overwrite:
-        raise UsageError(f"output directory {out.path} exists and is not empty", "pass --overwrite, or choose another --output")
+    out = RunDir(output, command="explain") if output else None
+    if out is not None:
+        out.check(overwrite=overwrite, inputs=[data])    # fail fast; prepared once the explanations are computed
     if text is not None:
         if not text.strip():
             raise UsageError("--text is empty", 'pass the text to explain, e.g. --text "great value"')
@@ -250,7 +265,7 @@ def run(model: str, *, text: str | None = None, data: str | None = None, text_co
         texts, source = s.texts[:limit], s.source
     ex = Explainer(model, threads=threads)
     rng = np.random.default_rng(seed)
-    results = []
+    results, notes = [], []
     faith = {m: [] for m in methods}
     for i, t in enumerate(texts):
         e = ex.encode(t)
@@ -259,6 +274,10 @@ def run(model: str, *, text: str | None = None, data: str | None = None, text_co
         target, p, _ = ex.predict(e)
         item = {"text": t, "prediction": ex.label_of(target), "probability": p, "words": e["word_text"],
                 "spans": e["spans"], "scores": {}, "details": {}}
+        if e["truncated"]:
+            item["truncated"] = e["truncated"]
+            notes.append(_truncation_note(i, len(texts), e["truncated"]))
+            console.warn(notes[-1])
         for m in methods:
             if m == "ig":
                 sc, det = ex.integrated_gradients(e, target, steps)
@@ -285,17 +304,32 @@ def run(model: str, *, text: str | None = None, data: str | None = None, text_co
     summary = {m: _mean_faith(v, top_k) for m, v in faith.items() if v}
     report = base_report("explain", None)
     report.update(model=model, source=source, texts=len(results), methods=methods, causal_lm=ex.causal,
-                  faithfulness=summary, explanations=results, environment=environment(threads))
+                  faithfulness=summary, explanations=results, environment=environment(threads), warnings=notes,
+                  truncated=sum(1 for r in results if r.get("truncated")))
     if len(results) > 1:
         report["shortcuts"] = shortcuts(results, methods[0])
-    report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
     if out is not None:
-        out.prepare(overwrite=overwrite)
+        out.prepare(overwrite=overwrite, inputs=[data, ex.path])
+        _write(out, report, results, timer)
+    report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
+    return report
+
+
+def _write(out: RunDir, report: dict, results: list[dict], timer: Timer) -> None:
+    with recording(out, report):
         atomic_write_text(out / "explanations.html", to_html(report))
         atomic_write_text(out / "explanations.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
         report["artifacts"] = {"html": "explanations.html", "jsonl": "explanations.jsonl", "report": "report.json"}
+        report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
         out.write_json("report.json", report)
-    return report
+        out.complete()
+
+
+def _truncation_note(i: int, n: int, t: dict) -> str:
+    which = "the text" if n == 1 else f"text {i + 1}"
+    return (f"{which} has {t['tokens']} tokens, more than the model's {t['max_length']}: only its first "
+            f"{t['words_explained']} of {t['words']} words ({t['characters_explained']} of {t['characters']} characters) were "
+            "explained; the rest was truncated and played no part in the prediction")
 
 
 def _mean_faith(items: list[dict], k: int) -> dict:
@@ -319,58 +353,3 @@ def shortcuts(results: list[dict], method: str, top: int = 10) -> dict:
     return {cls: [{"word": w, "count": len(v), "mean_score": float(np.mean(v))}
                   for w, v in sorted(words.items(), key=lambda kv: (-len(kv[1]), -np.mean(kv[1])))[:top]]
             for cls, words in by.items()}
-
-
-def to_html(report: dict) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>nncli explain</title><style>",
-             "body{font-family:sans-serif;max-width:60em;margin:2em auto}span.w{padding:0 2px;border-radius:3px}",
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
-             f"<h1>Explanations: {html.escape(str(report['model']))}</h1>"]
-    if report.get("faithfulness"):
-        parts.append("<h2>Faithfulness (k = top words)</h2><table><tr><th>method</th><th>comprehensiveness</th>"
-                     "<th>random</th><th>sufficiency</th><th>random</th></tr>")
-        for m, f in report["faithfulness"].items():
-            parts.append(f"<tr><td>{m}</td><td>{f['comprehensiveness']:.3f}</td><td>{f['comprehensiveness_random']:.3f}</td>"
-                         f"<td>{f['sufficiency']:.3f}</td><td>{f['sufficiency_random']:.3f}</td></tr>")
-        parts.append("</table>")
-    for r in report["explanations"]:
-        parts.append(f"<h3>{html.escape(r['prediction'])} ({r['probability']:.3f})</h3>")
-        for m, sc in r["scores"].items():
-            peak = max((abs(x) for x in sc), default=1.0) or 1.0
-            parts.append(f"<p><b>{m}</b>: " + _highlight(r["text"], r["spans"], sc, peak) + "</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def _highlight(text: str, spans, scores, peak: float) -> str:
-    out, pos = [], 0
-    for (a, b), s in zip(spans, scores):
-        out.append(html.escape(text[pos:a]))
-        alpha = min(1.0, abs(s) / peak)
-        colour = f"rgba(0,160,0,{alpha:.2f})" if s >= 0 else f"rgba(220,0,0,{alpha:.2f})"
-        out.append(f"<span class='w' style='background:{colour}' title='{s:.4f}'>{html.escape(text[a:b])}</span>")
-        pos = b
-    out.append(html.escape(text[pos:]))
-    return "".join(out)
-
-
-def render_terminal(report: dict, out) -> None:
-    """Words coloured by their score: green pushes towards the prediction, red away from it."""
-    from rich.text import Text
-
-    for r in report["explanations"][:20]:
-        out.print(f"[bold]{r['prediction']}[/] ({r['probability']:.3f}): {r['text'][:80]}")
-        for m, sc in r["scores"].items():
-            peak = max((abs(x) for x in sc), default=1.0) or 1.0
-            line = Text(f"  {m:10s} ")
-            for w, s in zip(r["words"], sc):
-                level = min(1.0, abs(s) / peak)
-                style = ("green" if s >= 0 else "red") + (" bold" if level > 0.5 else "") if level > 0.15 else "dim"
-                line.append(w, style=style)
-                line.append(" ")
-            out.print(line)
-    for m, f in (report.get("faithfulness") or {}).items():
-        out.print(f"faithfulness {m}: comprehensiveness {f['comprehensiveness']:.3f} (random {f['comprehensiveness_random']:.3f}), "
-                  f"sufficiency {f['sufficiency']:.3f} (random {f['sufficiency_random']:.3f}), k={f['k']}", markup=False)
-    for cls, words in (report.get("shortcuts") or {}).items():
-        out.print(f"pushes towards {cls}: " + ", ".join(f"{w['word']} ({w['count']})" for w in words[:8]), markup=False)

@@ -137,15 +137,27 @@ def model_dir_of(name: str) -> Path | None:
 
 
 def read_temperature(model_dir: Path | None) -> float:
+    from nncli.core.artifacts import Calibration, read_artifact
+
     if model_dir is None or not (model_dir / CALIBRATION_FILE).exists():
         return 1.0
-    try:
-        t = float(json.loads((model_dir / CALIBRATION_FILE).read_text())["temperature"])
-    except (ValueError, KeyError, OSError) as e:
-        raise InputError(f"{model_dir / CALIBRATION_FILE} is malformed ({e})", "delete it, or re-run nncli evaluate --calibrate")
-    if not (0.01 < t < 100):
-        raise InputError(f"{model_dir / CALIBRATION_FILE}: temperature {t} is out of range", "re-run nncli evaluate --calibrate")
-    return t
+    return read_artifact(model_dir / CALIBRATION_FILE, Calibration).temperature
+
+
+def check_model(name: str, *, allow_pickle: bool = False) -> Path | None:
+    """Cheap checks that `name` is a model nncli can load (before any output is prepared): the local directory that
+    holds its files, or None for a hub model. Weights are only read when the model is loaded."""
+    from nncli.io.models import resolve
+
+    p = Path(name)
+    if p.is_file() and p.suffix == ".onnx":
+        return p.parent
+    d = model_dir_of(name)
+    if d is not None and any(d.glob("*.onnx")):
+        _onnx_config(d)
+        return d
+    resolved = resolve(name, None, allow_pickle)
+    return Path(resolved.path) if resolved.source != "hub" else None
 
 
 def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False, threads: int | None = None,
@@ -161,21 +173,25 @@ def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle:
         return _load_onnx(name, d, max_length, threads)
     set_threads(threads)
     resolved = resolve(name, None, allow_pickle)
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+    from nncli.io.models import check_labels, is_weights_error, load_config, weights_error
+
+    config = load_config(resolved.path, trust_remote_code)
     archs = " ".join(config.architectures or [])
     if "ForSequenceClassification" not in archs:
         raise InputError(f"{name} is not a sequence classifier (architecture: {archs or config.model_type})",
                          "pass a fine-tuned classifier (a run directory or its merged/ folder)")
+    labels = check_labels(config, resolved.path)
     tok = load_tokenizer(resolved.path, trust_remote_code)
     check_tokenizer_matches(tok, config, resolved.path)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             resolved.path, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True).eval()
-    except OSError as e:
-        raise InputError(f"cannot load model weights from {resolved.path}: {str(e).splitlines()[0][:200]}",
-                         "check the weights file (safetensors), or set model.allow_pickle=true") from e
+    except Exception as e:
+        if is_weights_error(e):
+            raise weights_error(e, resolved.path) from None
+        raise
     quant = _torch_quantization(Path(resolved.path))
     if quant:
         model = quantize_dynamic_int8(model, exclude=quant.get("exclude", []))
@@ -183,7 +199,6 @@ def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle:
 
     accepted = set(inspect.signature(model.forward).parameters)
     inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted and k in tok.model_input_names]
-    labels = [config.id2label[i] for i in range(config.num_labels)]
     limit = max_length or min(512, getattr(config, "max_position_embeddings", 512) or 512)
     return Classifier(name, resolved.path, "torch-int8" if quant else "torch", labels, read_temperature(Path(resolved.path)), limit,
                       {"inputs": inputs, "source": resolved.source, "config": config.to_dict()}, model, tok)
@@ -193,13 +208,12 @@ QUANTIZATION_FILE = "quantization.json"
 
 
 def _torch_quantization(model_dir: Path) -> dict | None:
+    from nncli.core.artifacts import Quantization, read_artifact
+
     f = model_dir / QUANTIZATION_FILE
     if not f.exists():
         return None
-    q = json.loads(f.read_text())
-    if q.get("method") != "torch-dynamic-int8":
-        raise InputError(f"{f}: unknown quantization method {q.get('method')!r}", "re-run nncli quantize")
-    return q
+    return read_artifact(f, Quantization).model_dump()
 
 
 def quantize_dynamic_int8(model, exclude: list[str] | None = None):
@@ -231,7 +245,12 @@ class LiteTokenizer:
         special = {}
         for name in ("special_tokens_map.json", "tokenizer_config.json"):
             if (model_dir / name).exists():
-                special.update({k: v for k, v in json.loads((model_dir / name).read_text()).items() if k.endswith("_token")})
+                try:
+                    table = json.loads((model_dir / name).read_text())
+                    special.update({k: v for k, v in table.items() if k.endswith("_token")})
+                except (OSError, ValueError, AttributeError):
+                    raise InputError(f"{model_dir / name} is not a readable JSON object",
+                                     "re-export the model with nncli export") from None
         pad = special.get("pad_token")
         pad = pad.get("content") if isinstance(pad, dict) else pad
         self.pad_token_id = (self._tok.token_to_id(pad) if pad else None) or 0
@@ -257,6 +276,7 @@ def _load_onnx_file(name: str, path: Path, max_length: int | None, threads: int 
         raise missing_extra("onnxruntime", "onnx")
 
     d = path.parent
+    config, labels = _onnx_config(d)
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
@@ -267,17 +287,26 @@ def _load_onnx_file(name: str, path: Path, max_length: int | None, threads: int 
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise InputError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}", "re-export it with nncli export") from e
-    try:
-        config = json.loads((d / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{d}/config.json is missing or malformed ({e})", "re-export the model with nncli export") from e
-    id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(sess.get_outputs()[0].shape[-1])}
-    labels = [id2label[str(i)] for i in range(len(id2label))]
+    if not labels:
+        labels = [f"LABEL_{i}" for i in range(sess.get_outputs()[0].shape[-1])]
     tok = LiteTokenizer(d)
     inputs = [i.name for i in sess.get_inputs()]
     limit = max_length or min(512, config.get("max_position_embeddings", 512) or 512)
     return Classifier(name, str(path), "onnxruntime", labels, read_temperature(d), limit,
                       {"inputs": inputs, "source": "onnx", "config": config}, sess, tok)
+
+
+def _onnx_config(d: Path) -> tuple[dict, list[str]]:
+    from nncli.core.artifacts import config_labels
+
+    f = d / "config.json"
+    try:
+        config = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{f} is missing or malformed ({type(e).__name__})", "re-export the model with nncli export") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{f} must hold a JSON object", "re-export the model with nncli export")
+    return config, config_labels(config, f)
 
 
 def map_labels(names: list[str | None], model_labels: list[str], source: str) -> list[int]:

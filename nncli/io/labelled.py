@@ -26,6 +26,7 @@ class Split:
     dropped: dict[str, int] = field(default_factory=dict)
     extra: dict[str, list] = field(default_factory=dict)  # other columns, kept for slices and audits
     columns: dict[str, Any] = field(default_factory=dict)  # which columns were used
+    rows: list[int] = field(default_factory=list)          # each kept row's number in its source (1-based data row)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -145,7 +146,7 @@ def to_split(table: Table, name: str, text_column, label_column, pair_column: st
             if c not in (text_column, pair_column):
                 extra[str(c)] = [vals[i] for i in keep]
     split = Split(name, table.source, texts, [], pairs if raw_pairs is not None else None, table.n_rows,
-                  {k: v for k, v in dropped.items() if v}, extra)
+                  {k: v for k, v in dropped.items() if v}, extra, rows=[i + 1 for i in keep])
     split.columns = {"text": text_column, "label": label_column, "text_pair": pair_column}
     return split, names
 
@@ -241,7 +242,8 @@ def _map_labels(names: list[str | None], label2id: dict[str, int], role: str, so
 def subset(split: Split, idx: list[int]) -> Split:
     return Split(split.name, split.source, [split.texts[i] for i in idx], [split.labels[i] for i in idx] if split.labels else [],
                  [split.pairs[i] for i in idx] if split.pairs is not None else None, split.rows_read, dict(split.dropped),
-                 {k: [v[i] for i in idx] for k, v in split.extra.items()})
+                 {k: [v[i] for i in idx] for k, v in split.extra.items()}, dict(split.columns),
+                 [split.rows[i] for i in idx] if split.rows else [])
 
 
 def stratified_split(train: Split, fraction: float, seed: int, notes: list[str]) -> tuple[Split, Split]:

@@ -141,6 +141,47 @@ def check_model_dir(p: Path, allow_pickle: bool) -> None:
                          "convert them to safetensors, or opt in for this model with model.allow_pickle=true if you trust it")
 
 
+def load_config(path: str, trust_remote_code: bool = False, **kw):
+    """AutoConfig of a local model directory, as an InputError (exit 3) when it cannot be read or asks for custom code."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **kw)
+    except ValueError as e:
+        if "custom code" in str(e) or "trust_remote_code" in str(e):
+            raise InputError(f"{path}/config.json asks to run the model's own code (auto_map), and trust_remote_code is off",
+                             "set model.trust_remote_code=true only if you trust that code; nncli did not run it") from None
+        raise InputError(f"cannot read the model config {path}/config.json: {str(e).splitlines()[0][:200]}",
+                         "this architecture may need model.trust_remote_code=true, or a newer transformers") from None
+    except OSError as e:
+        raise InputError(f"cannot read the model config in {path}: {str(e).splitlines()[0][:200]}",
+                         "pass a Hugging Face model directory (config.json, weights and tokenizer files)") from None
+
+
+def weights_error(e: Exception, path: str) -> InputError:
+    """A weights file that cannot be loaded (truncated or corrupt safetensors, missing file) as an input error."""
+    files = sorted(f.name for f in Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
+    where = f"{path}/{files[0]}" if len(files) == 1 else path
+    return InputError(f"cannot load the model weights {where}: {str(e).splitlines()[0][:160]}",
+                      "the file is incomplete or corrupt: copy it again from the original model (or re-run the command "
+                      "that wrote it)")
+
+
+def is_weights_error(e: Exception) -> bool:
+    return isinstance(e, OSError) or type(e).__name__ in ("SafetensorError", "HeaderTooLarge", "UnpicklingError")
+
+
+def check_labels(config, path: str) -> list[str]:
+    """The label names of a classifier config, refusing an id2label with gaps (ids must run 0..n-1)."""
+    table = dict(getattr(config, "id2label", None) or {})
+    n = getattr(config, "num_labels", len(table))
+    missing = [i for i in range(n) if i not in table]
+    if missing:
+        raise InputError(f"{path}/config.json: id2label has a gap (no label for id {missing[0]}; ids must be 0..{n - 1})",
+                         "fix id2label in config.json so the ids run 0, 1, 2, ..., or re-save the model")
+    return [str(table[i]) for i in range(n)]
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 

@@ -16,20 +16,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from nncli import __version__
 from nncli.core import console
-from nncli.core.errors import GateFailed, Interrupted, NncliError, UsageError
-from nncli.recipe.registry import PATH_KEYS
-from nncli.recipe.pipeline import PipelineRecipe
-from nncli.recipe.load import fingerprint, get_path, parse_override, read_yaml, set_path, validate
-from nncli.core.rundir import RunDir
-from nncli.core.report import Timer, base_report, now
 from nncli.core.atomic import atomic_write_json, atomic_write_text
+from nncli.core.errors import GateFailed, Interrupted, NncliError, UsageError
+from nncli.core.report import Timer, base_report, now
+from nncli.core.rundir import MARKER, RunDir, read_marker
+from nncli.pipeline.steps import markdown, step_fingerprint, strings, summary
+from nncli.recipe.load import get_path, parse_override, read_yaml, set_path, validate
+from nncli.recipe.pipeline import PipelineRecipe
+from nncli.recipe.registry import PATH_KEYS
 
 STATE_FILE = "pipeline-state.json"
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -77,12 +76,12 @@ def run(path: str | Path, overrides: list[str] | None = None, *, force: list[str
     unknown = [f for f in force if f not in names]
     if unknown:
         raise UsageError(f"--force {unknown[0]}: no such step", f"steps: {', '.join(names)}")
-    out = RunDir((Path(recipe.output) if recipe.output else Path("runs") / (recipe.name or "pipeline")).resolve())
-    _check_output(out.path)
+    out_path = Path(recipe.output) if recipe.output else Path("runs") / (recipe.name or "pipeline")
+    out = RunDir(out_path.resolve(), command="pipeline")
     _check_references(recipe)
-    _check_steps(recipe, base)   # every step's recipe is valid before the first one runs
-    out.path.mkdir(parents=True, exist_ok=True)
-    state = _read_state(out.path)
+    inputs = _check_steps(recipe, base)   # every step's recipe is valid before the first one runs (and before any output)
+    state = _read_state(out.path)          # validated before the directory is touched
+    _prepare(out, [Path(path).resolve(), *inputs])
     report = base_report("pipeline", recipe.name)
     report.update(pipeline=str(Path(path).resolve()), output=str(out.path), steps=[], status="running")
     outputs: dict[str, dict] = {}
@@ -110,13 +109,13 @@ def run(path: str | Path, overrides: list[str] | None = None, *, force: list[str
             save("error", int(e.code))
             raise type(e)(f"step '{step.name}' ({cmd}): {e.message}", e.hint, details=e.details) from e
         dump_ = step_recipe.model_dump(mode="json")
-        fp = _fingerprint(cmd, dump_, {r: run_ids[r] for r in refs}, out.path)
+        fp = step_fingerprint(cmd, dump_, {r: run_ids[r] for r in refs}, out.path)
         prev = state["steps"].get(step.name, {})
         row["fingerprint"] = fp
         if (prev.get("fingerprint") == fp and prev.get("status") == "succeeded" and step.name not in force
                 and (step_out / "report.json").exists()):
             console.log(f"[{i + 1}/{len(recipe.steps)}] {step.name} ({cmd}): inputs unchanged since {prev.get('finished_at')}, skipped")
-            row.update(status="skipped", reason="unchanged inputs", seconds=0.0, **_summary(cmd, _read_report(step_out)))
+            row.update(status="skipped", reason="unchanged inputs", seconds=0.0, **summary(cmd, _read_report(step_out)))
             outputs[step.name] = prev["outputs"]
             run_ids[step.name] = prev["run_id"]
             continue
@@ -124,25 +123,27 @@ def run(path: str | Path, overrides: list[str] | None = None, *, force: list[str
             and (step_out / "checkpoint" / "state.json").exists()
         console.log(f"[{i + 1}/{len(recipe.steps)}] {step.name} ({cmd})" + (": resuming from its checkpoint" if resume else ""))
         t = Timer()
+        owned = _owned(out.path, step_out, prev)
         state["steps"][step.name] = {"fingerprint": fp, "status": "running", "started_at": now()}
         save("running", 0)
         try:
-            result = _execute(cmd, step_recipe, resume)
+            result = _execute(cmd, step_recipe, resume, owned)
         except GateFailed as e:
             rep = e.report or _read_report(step_out)
             failed = [g for g in (rep or {}).get("gates", []) if not g.get("passed", True)]
-            row.update(status="failed", seconds=t(), error=e.message, failed_gates=failed, **_summary(cmd, rep))
+            row.update(status="failed", seconds=t(), error=e.message, failed_gates=failed, **summary(cmd, rep))
             state["steps"][step.name].update(status="failed", finished_at=now())
             report["failed_step"] = step.name
             save("failed", 5)
             raise GateFailed(f"step '{step.name}' ({cmd}) failed a gate: {e.message}; later steps were not run",
                              f"see {step_out}/report.json and {out.path}/report.json", report=report) from e
-        except Interrupted as e:
-            row.update(status="interrupted", seconds=t(), error=e.message)
+        except (Interrupted, KeyboardInterrupt) as e:   # Ctrl-C anywhere in a step, or a step that stopped cleanly on it
+            row.update(status="interrupted", seconds=t(), error=getattr(e, "message", "interrupted"))
             state["steps"][step.name].update(status="interrupted")
             save("interrupted", 130)
-            raise Interrupted(f"step '{step.name}' ({cmd}): {e.message}", f"run the pipeline again: nncli run {path} "
-                              "(an interrupted finetune or distill step resumes from its checkpoint)") from e
+            raise Interrupted(f"pipeline interrupted during step '{step.name}' ({cmd})" + (f": {e.message}" if isinstance(
+                e, Interrupted) else ""), f"run the pipeline again: nncli run {path} (finished steps are skipped; an interrupted "
+                "finetune or distill step resumes from its checkpoint)") from None
         except NncliError as e:
             row.update(status="error", seconds=t(), error=e.message)
             state["steps"][step.name].update(status="error")
@@ -158,7 +159,7 @@ def run(path: str | Path, overrides: list[str] | None = None, *, force: list[str
         run_id = hashlib.sha256(f"{fp}|{now()}".encode()).hexdigest()[:16]
         state["steps"][step.name].update(status="succeeded", finished_at=now(), outputs=outs, run_id=run_id)
         outputs[step.name], run_ids[step.name] = outs, run_id
-        row.update(status="succeeded", seconds=t(), **_summary(cmd, result))
+        row.update(status="succeeded", seconds=t(), **summary(cmd, result))
         save("running", 0)
     save("succeeded", 0)
     return report
@@ -172,18 +173,25 @@ def check(path: str | Path, overrides: list[str] | None = None) -> PipelineRecip
     return recipe
 
 
-def _check_steps(recipe: PipelineRecipe, base: Path) -> None:
+def _check_steps(recipe: PipelineRecipe, base: Path) -> list[Path]:
+    """Validate every step's recipe; return the local files and folders the steps read from outside the pipeline."""
     outputs: dict[str, dict] = {}
-    problems = []
+    problems, inputs = [], []
     for step in recipe.steps:
         placeholder = Path("/nncli-pipeline-check") / step.name
         try:
-            _build(step, base, placeholder, outputs)
+            built, _ = _build(step, base, placeholder, outputs)
+            dump_ = built.model_dump(mode="json")
+            dump_.pop("output", None)
+            inputs += [p for p in _local_paths(dump_) if not str(p).startswith("/nncli-pipeline-check")]
+            if step.recipe:
+                inputs.append(_step_recipe_path(step, base))
         except NncliError as e:
             problems += [f"steps.{step.name}: {d}" for d in (e.details or [e.message])]
         outputs[step.name] = {k: str(placeholder / v) if v else str(placeholder) for k, v in OUTPUTS[step.command].items()}
     if problems:
         raise UsageError(f"{len(problems)} problem(s) in the pipeline's steps", "fix the keys listed", details=problems)
+    return inputs
 
 
 def copy_paths_absolute(raw: dict, src_dir: Path) -> dict:
@@ -202,19 +210,54 @@ def copy_paths_absolute(raw: dict, src_dir: Path) -> dict:
 
 # ---------------------------------------------------------------------------------------------- steps
 
-def _check_output(p: Path) -> None:
-    if p.exists() and not p.is_dir():
-        raise UsageError(f"pipeline output {p} is a file", "set output: to a directory")
-    if p.exists() and any(p.iterdir()) and not (p / STATE_FILE).exists():
-        raise UsageError(f"pipeline output {p} exists, is not empty and is not a pipeline directory",
-                         "set output: to a new or empty directory (a pipeline directory is reused on purpose)")
+def _prepare(out: RunDir, inputs: list[Path]) -> None:
+    """A pipeline directory is reused on purpose (unchanged steps are skipped): continue one nncli made, refuse anything else."""
+    p = out.path
+    marker = read_marker(p) if p.is_dir() else None
+    if marker is not None and marker.get("command") != "pipeline":
+        raise UsageError(f"pipeline output {p} is an nncli {marker.get('command')} run directory, not a pipeline directory",
+                         "set output: to a new or empty directory, or to this pipeline's own directory")
+    if marker is None and p.is_dir() and (p / STATE_FILE).exists():
+        raise UsageError(f"pipeline output {p} was written by an earlier nncli version (it has no {MARKER})",
+                         "delete it yourself (its steps would be replaced), or set output: to a new directory")
+    out.prepare(resume=marker is not None, inputs=inputs)
+
+
+def _owned(pipeline_dir: Path, step_out: Path, prev: dict) -> bool:
+    """May a step replace its output directory? Inside the pipeline directory, or where this step wrote before; a step's
+    `output:` pointing at an existing folder elsewhere is refused, never emptied (and nncli replaces only its own runs)."""
+    p = step_out.resolve()
+    return pipeline_dir in p.parents or (prev.get("outputs") or {}).get("output") == str(step_out)
+
+
+def _step_recipe_path(step, base: Path) -> Path:
+    rp = Path(step.recipe) if Path(step.recipe).is_absolute() else base / step.recipe
+    if not rp.exists():
+        from nncli.recipe.shipped import find_recipe
+
+        rp = find_recipe(step.recipe)
+    return rp
+
+
+def _local_paths(tree) -> list[Path]:
+    out = []
+    for s in strings(tree):
+        if len(s) > 4096 or "\n" in s or not Path(s).is_absolute():
+            continue
+        try:
+            p = Path(s)
+            if p.exists():
+                out.append(p.resolve())
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def _check_references(recipe: PipelineRecipe) -> None:
     seen: dict[str, str] = {}
     problems = []
     for step in recipe.steps:
-        for value in _strings(step.set):
+        for value in strings(step.set):
             for name, key in REF.findall(value):
                 if name not in seen:
                     later = name in [s.name for s in recipe.steps]
@@ -238,11 +281,7 @@ def _build(step, base: Path, step_out: Path, outputs: dict) -> tuple[Any, list[s
     cmd = step.command
     raw: dict = {}
     if step.recipe:
-        rp = Path(step.recipe) if Path(step.recipe).is_absolute() else base / step.recipe
-        if not rp.exists():
-            from nncli.recipe.shipped import find_recipe
-
-            rp = find_recipe(step.recipe)
+        rp = _step_recipe_path(step, base)
         raw = read_yaml(rp)
         if raw.get("command", "finetune") != cmd:
             raise UsageError(f"recipe {step.recipe} is a '{raw.get('command', 'finetune')}' recipe, the step runs {cmd}",
@@ -305,132 +344,30 @@ RUNNERS = {"finetune": "nncli.train.finetune", "distill": "nncli.train.distill",
            "drift": "nncli.evaluate.drift"}
 
 
-def _execute(cmd: str, recipe, resume: bool):
-    """Every step the same way: its command's run(recipe), over the step's own run directory."""
+def _execute(cmd: str, recipe, resume: bool, owned: bool):
+    """Every step the same way: its command's run(recipe); it may replace its output only when the pipeline owns it
+    (`owned`), and then only an nncli run."""
     import importlib
 
     module = importlib.import_module(RUNNERS[cmd])
     if cmd == "bench":
         return module.run(recipe.models, batch_sizes=recipe.batch_sizes, seq_lens=recipe.seq_lens, threads=recipe.threads,
-                          torch_int8=recipe.torch_int8, output=recipe.output, overwrite=True, baseline=recipe.baseline,
+                          torch_int8=recipe.torch_int8, output=recipe.output, overwrite=owned, baseline=recipe.baseline,
                           fail_if_slower=recipe.fail_if_slower, min_seconds=recipe.min_seconds)
-    return module.run(recipe, overwrite=not resume, **({"resume": resume} if cmd in RESUMABLE else {}))
-
-
-# ---------------------------------------------------------------------------------------------- fingerprints
-
-def _strings(tree) -> list[str]:
-    if isinstance(tree, str):
-        return [tree]
-    if isinstance(tree, dict):
-        return [s for v in tree.values() for s in _strings(v)]
-    if isinstance(tree, list):
-        return [s for v in tree for s in _strings(v)]
-    return []
-
-
-def content_hash(p: Path) -> str:
-    h = hashlib.sha256()
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-    for f in files:
-        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def _fingerprint(cmd: str, recipe: dict, upstream: dict, pipeline_dir: Path) -> str:
-    files = {}
-    for s in _strings(recipe):
-        if len(s) > 4096 or "\n" in s:
-            continue
-        try:
-            p = Path(s)
-            if not p.is_absolute() or not p.exists():
-                continue
-            rp = p.resolve()
-        except (OSError, ValueError):
-            continue
-        if rp == pipeline_dir or pipeline_dir in rp.parents:
-            continue   # outputs of this pipeline: covered by the upstream run ids
-        files[s] = content_hash(rp)
-    return fingerprint({"nncli": __version__, "command": cmd, "recipe": recipe, "upstream": upstream, "inputs": files})
+    return module.run(recipe, overwrite=owned and not resume, **({"resume": resume} if cmd in RESUMABLE else {}))
 
 
 def _read_state(p: Path) -> dict:
+    from nncli.core.artifacts import PipelineState, read_artifact
+
     f = p / STATE_FILE
-    if f.exists():
-        try:
-            s = json.loads(f.read_text())
-            if isinstance(s.get("steps"), dict):
-                return s
-        except (OSError, ValueError):
-            console.warn(f"{f} is unreadable: every step will run")
+    if f.exists() and read_marker(p) is not None:     # only a pipeline directory nncli made (_prepare refuses the rest)
+        return read_artifact(f, PipelineState).model_dump()
     return {"schema_version": 1, "steps": {}}
 
 
 def _read_report(d: Path) -> dict | None:
-    try:
-        return json.loads((d / "report.json").read_text())
-    except (OSError, ValueError):
-        return None
+    from nncli.core.artifacts import Report, read_artifact
 
-
-# ---------------------------------------------------------------------------------------------- summaries
-
-def _summary(cmd: str, r: dict | None) -> dict:
-    """The few numbers a person wants per step, in the pipeline report."""
-    if not r:
-        return {}
-    m: dict[str, Any] = {}
-    if cmd in ("finetune", "distill"):
-        for split in ("test", "validation"):
-            if split in (r.get("metrics") or {}):
-                m.update({f"{split}.accuracy": r["metrics"][split].get("accuracy"), f"{split}.macro_f1": r["metrics"][split].get("macro_f1")})
-                break
-        if cmd == "distill" and r.get("distill"):
-            m.update(retention=r["distill"]["retention"]["accuracy"], speedup=r["distill"]["speedup_throughput"])
-    elif cmd == "evaluate":
-        x = r.get("metrics") or {}
-        m.update({k: x.get(k) for k in ("accuracy", "macro_f1", "ece", "perplexity") if x.get(k) is not None})
-        cal = (r.get("models") or [{}])[0].get("calibration") or {}
-        if cal.get("ece_after") is not None:
-            m["ece_after_calibration"] = cal["ece_after"]
-    elif cmd == "quantize":
-        chosen = next((c for c in r.get("candidates", []) if c.get("status") == "chosen"), None)
-        if chosen:
-            m.update(chosen=chosen["candidate"], speedup=chosen["speedup"], accuracy_drop_points=chosen["accuracy_drop"] * 100,
-                     flip_rate=chosen["flip_rate"], size_mb=chosen["size_mb"])
-    elif cmd == "export":
-        p = r.get("parity") or {}
-        m.update({k: p.get(k) for k in ("max_abs_diff", "flipped", "agreement") if k in p})
-    elif cmd == "bench":
-        res = r.get("results") or []
-        if res:
-            best = max(res, key=lambda x: x["throughput_per_second"])
-            m.update(best_throughput=best["throughput_per_second"], best_backend=best["backend"], best_batch=best["batch_size"])
-    elif cmd == "drift":
-        m.update(drift_detected=r.get("drift_detected"), top_drifting=r.get("top_drifting"))
-    return {"metrics": m, "artifacts": r.get("artifacts") or {}}
-
-
-def markdown(report: dict) -> str:
-    lines = [f"# Pipeline {report.get('name') or ''}: {report.get('status')}", "",
-             "| step | command | status | seconds | key numbers |", "|---|---|---|---|---|"]
-    for s in report.get("steps", []):
-        nums = ", ".join(f"{k} {fmt(v)}" for k, v in (s.get("metrics") or {}).items())
-        if s.get("error"):
-            nums = (nums + "; " if nums else "") + s["error"][:200]
-        lines.append(f"| {s['name']} | {s['command']} | {s.get('status', 'not run')} | {s.get('seconds', 0):.1f} | {nums} |")
-    if report.get("failed_step"):
-        lines += ["", f"Stopped at step `{report['failed_step']}`."]
-    return "\n".join(lines) + "\n"
-
-
-def fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return ", ".join(map(str, v[:5]))
-    return str(v)
+    f = d / "report.json"
+    return read_artifact(f, Report, hint=f"rerun this step with --force {d.name}").model_dump() if f.exists() else None

@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nncli.core.errors import InputError
 from nncli.core.atomic import atomic_write_text
-from nncli.core.report import command_of, task_of
 
 
-def collect(paths: list[str]) -> list[dict]:
-    rows = []
+def collect(paths: list[str]) -> tuple[list[dict], list[Path]]:
+    """One row per run (a pipeline gives one per step), and every report.json that was read."""
+    from nncli.core.artifacts import PipelineReport, Report, read_artifact
+
+    rows, read = [], []
     for p in paths:
         d = Path(p)
         f = d / "report.json" if d.is_dir() else d
         if not f.exists():
             raise InputError(f"{p}: no report.json", "pass run directories written by nncli (or their report.json files)")
-        try:
-            r = json.loads(f.read_text())
-        except (OSError, ValueError) as e:
-            raise InputError(f"{f} is not readable JSON ({e})", "re-run the command that wrote it") from e
-        if command_of(r) == "pipeline":
-            for s in r.get("steps", []):
-                sub = Path(s["output"]) / "report.json"
+        r = read_artifact(f, Report)
+        read.append(f)
+        if r.kind == "pipeline":
+            for s in read_artifact(f, PipelineReport).steps:
+                sub = Path(s.output) / "report.json"
                 if sub.exists():
-                    rows.append(_row(f"{d.name}/{s['name']}", json.loads(sub.read_text()), s.get("status")))
+                    rows.append(_safe_row(f"{d.name}/{s.name}", read_artifact(sub, Report).model_dump(), s.status, sub))
+                    read.append(sub)
                 else:
-                    rows.append({"run": f"{d.name}/{s['name']}", "task": s["command"], "status": s.get("status", "not run")})
+                    rows.append({"run": f"{d.name}/{s.name}", "task": s.command, "status": s.status})
         else:
-            rows.append(_row(d.name if d.is_dir() else d.parent.name, r, None))
-    return rows
+            rows.append(_safe_row(d.name if d.is_dir() else d.parent.name, r.model_dump(), None, f))
+    return rows, read
+
+
+def _safe_row(name: str, r: dict, step_status: str | None, f: Path) -> dict:
+    try:
+        return _row(name, r, step_status)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as e:
+        raise InputError(f"{f}: unexpected content for a {r.get('task') or 'run'} report ({type(e).__name__}: {str(e)[:80]})",
+                         "re-run the command that wrote it") from None
 
 
 def _size_mb(artifact_dir: Path) -> float | None:
@@ -39,6 +47,8 @@ def _size_mb(artifact_dir: Path) -> float | None:
 
 
 def _row(name: str, r: dict, step_status: str | None) -> dict:
+    from nncli.core.report import command_of, task_of
+
     task = command_of(r)
     row = {"run": name, "task": task, "status": step_status or r.get("status")}
     m = r.get("metrics") or {}
@@ -120,9 +130,12 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(paths: list[str], output: str | None = None) -> dict:
-    rows = collect(paths)
+def run(paths: list[str], output: str | None = None, *, overwrite: bool = False) -> dict:
+    from nncli.core.rundir import prepare_output_file
+
+    rows, read = collect(paths)
     md = markdown(rows)
     if output:
+        prepare_output_file(output, overwrite=overwrite, inputs=read, what="-o")
         atomic_write_text(Path(output), md)
     return {"status": "succeeded", "exit_code": 0, "runs": rows, "markdown": md, "output": output}

@@ -21,6 +21,36 @@ from nncli.recipe.registry import PATH_KEYS
 
 # ---------------------------------------------------------------------------------------------- loading
 
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(f"duplicate key {key!r} at line {line} (first at line {first})")
+        self.key, self.line, self.first = key, line, first
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key repeated in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":   # `<<: *defaults` then overriding keys is fine
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:   # an unhashable key: the safe constructor reports it
+                    break
+                if first is not None:
+                    raise DuplicateKey(key, key_node.start_mark.line + 1, first)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def safe_load(text: str):
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
     if not p.exists():
@@ -32,7 +62,10 @@ def read_yaml(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read recipe {p}: {e}", "save it as UTF-8 text")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
+    except DuplicateKey as e:
+        raise UsageError(f"{p}: {e}", f"a repeated key would silently replace the first one: keep one '{e.key}' "
+                         "(merge the two if they are blocks)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -54,7 +87,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise UsageError(f"override '{item}' has an empty key", "write overrides as dotted keys, e.g. train.lr=1e-3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return split_key(key), value
