@@ -270,8 +270,9 @@ def linear_leaf_names(model, head: list[str], attention_only: bool = False) -> l
     return sorted(out)
 
 
-def lora_target_regex(model, targets, head: list[str]) -> tuple[str | list[str], list[str]]:
-    """peft target_modules for 'auto' | 'all-linear' | 'attention' | explicit names; heads are never LoRA targets."""
+def lora_target_regex(model, targets, head: list[str], frozen: list[str] = ()) -> tuple[str | list[str], list[str]]:
+    """peft target_modules for 'auto' | 'all-linear' | 'attention' | explicit names; heads are never LoRA targets, nor
+    the modules under the dotted paths in `frozen` (e.g. encoder.layer.6, a built mean-pooling layer)."""
     if isinstance(targets, list):
         leaves = targets
     else:
@@ -280,7 +281,9 @@ def lora_target_regex(model, targets, head: list[str]) -> tuple[str | list[str],
         raise InputError("no linear layers found to adapt with LoRA in this model", "set lora.target_modules to module names, "
                          "or use method=full")
     prefix = getattr(model, "base_model_prefix", "")
-    excluded = "|".join(h.split(".")[-1] for h in head) or "^$"
+    import re
+
+    excluded = "|".join([h.split(".")[-1] for h in head] + [re.escape(f) + r"\." for f in frozen]) or "^$"
     regex = rf"^{prefix}\.(?!.*\b(?:{excluded})\b).*\.(?:{'|'.join(leaves)})$" if prefix else rf".*\.(?:{'|'.join(leaves)})$"
     return regex, leaves
 

@@ -150,8 +150,14 @@ class FinetuneBase(Strict):
         return self.train.lr or DEFAULT_LR[self.method]
 
 
+class ClassifierModel(ModelSpec):
+    pooling: Literal["auto", "cls", "mean"] = Field("auto", description="how the head reads the text: auto = mean pooling for "
+                                                    "checkpoints trained for it (sentence-transformers), else the [CLS] pooler")
+
+
 class ClassifierRecipe(FinetuneBase):
     task: Literal["sequence-classification"] = "sequence-classification"
+    model: ClassifierModel = ClassifierModel()
     data: ClassifierData = ClassifierData()
     train: ClassifierTrain = ClassifierTrain()
 

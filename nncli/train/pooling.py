@@ -74,3 +74,30 @@ def append_mean_pooling_layer(model) -> int | None:
     model.config.num_hidden_layers = len(layers)
     model.config.nncli_pooling = {"mode": "mean", "layer": len(layers) - 1, "scale": SCALE}
     return len(layers) - 1
+
+
+def pooling_layer(model) -> int | None:
+    """The index of a built mean-pooling layer the model carries (from its config), or None."""
+    info = getattr(model.config, "nncli_pooling", None)
+    return info.get("layer") if isinstance(info, dict) and info.get("mode") == "mean" else None
+
+
+def freeze(model, index: int) -> None:
+    """The built layer is never trained (gradients would break its uniform attention)."""
+    key = f"encoder.layer.{index}."
+    for name, p in model.named_parameters():
+        if key in name:
+            p.requires_grad_(False)
+
+
+def choose(setting: str, model_path: str, model) -> tuple[str, str]:
+    """(pooling, why): `mean` for checkpoints trained for mean pooling (sentence-transformers' pooling config), `cls`
+    otherwise, or what the recipe says; a model that already carries the built layer keeps it."""
+    if pooling_layer(model) is not None:
+        return "mean", "the model already carries nncli's mean-pooling layer"
+    if setting != "auto":
+        return setting, f"model.pooling={setting}"
+    found = checkpoint_pooling(model_path)
+    if found == "mean":
+        return "mean", "the checkpoint was trained for mean pooling (its sentence-transformers pooling config says so)"
+    return "cls", "the checkpoint's own [CLS] pooler" + (" (its pooling config says cls)" if found == "cls" else "")

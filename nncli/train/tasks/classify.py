@@ -93,23 +93,36 @@ def class_weight(labels: np.ndarray, n_classes: int, how: str) -> np.ndarray | N
 
 def build_model(model_path: str, label_names: list[str], recipe, report: dict):
     """The classifier with its new head; LoRA on the backbone's linear layers (heads and pooler trained fully)."""
+    from nncli.core import console
     from nncli.io.models import head_modules, load_classifier, lora_target_regex
+    from nncli.train import pooling
 
     model, new_params = load_classifier(model_path, label_names, trust_remote_code=recipe.model.trust_remote_code,
                                         allow_pickle=recipe.model.allow_pickle)
     heads = head_modules(model)
-    training = {"fully_trained_modules": ["all"]}
+    mode, why = pooling.choose(getattr(recipe.model, "pooling", "auto"), model_path, model)
+    pool = pooling.pooling_layer(model)
+    if mode == "mean" and pool is None:
+        pool = pooling.append_mean_pooling_layer(model)
+        if pool is None:
+            mode, why = "cls", f"mean pooling is not supported for {type(model).__name__}; the [CLS] pooler is used"
+            console.warn(why)
+    frozen = [f"encoder.layer.{pool}"] if pool is not None else []
+    training = {"fully_trained_modules": ["all"], "pooling": {"mode": mode, "why": why, "built_layer": pool}}
     if recipe.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        target, leaves = lora_target_regex(model, recipe.lora.target_modules, heads)
-        # peft already keeps the task head (classifier / score) for SEQ_CLS; name only what it would not
-        extra = sorted({h.split(".")[-1] for h in heads} - {"classifier", "score"})
+        target, leaves = lora_target_regex(model, recipe.lora.target_modules, heads, frozen)
+        # peft already keeps the task head (classifier / score) for SEQ_CLS; name only what it would not. A built
+        # pooling layer is saved with the adapter too, so the hub base model plus adapter/ rebuild the network.
+        extra = sorted({h.split(".")[-1] for h in heads} - {"classifier", "score"}) + frozen
         cfg = LoraConfig(task_type="SEQ_CLS", r=recipe.lora.r, lora_alpha=recipe.lora.alpha or 2 * recipe.lora.r,
                          lora_dropout=recipe.lora.dropout, target_modules=target, use_dora=recipe.lora.use_dora,
                          modules_to_save=extra or None)
         model = get_peft_model(model, cfg)
-        training = {"lora_targets": leaves, "fully_trained_modules": heads}
+        training.update(lora_targets=leaves, fully_trained_modules=heads)
+    if pool is not None:
+        pooling.freeze(model, pool)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     training.update(trainable_parameters=n_trainable, total_parameters=sum(p.numel() for p in model.parameters()),
                     newly_initialised=sorted({k.rsplit(".", 1)[0] for k in new_params}))
