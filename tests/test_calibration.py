@@ -11,12 +11,11 @@ import json
 import numpy as np
 import pytest
 import sklearn.metrics as skm
+from conftest import make_rows, write_csv
 from scipy import optimize, stats
 
 from nncli.evaluate import calibration as C
 from nncli.io.inference import softmax
-
-from conftest import make_rows, write_csv
 
 
 def _draw(n: int, scale: float, seed: int):

@@ -29,7 +29,9 @@ def _p(t: dict) -> str:
 
 def _why(t: dict) -> str:
     """One line on why a test drifts: its effect against the threshold, and its significance."""
-    op = ">=" if t["kind"] == "embedding" or t["effect_name"] == "Cramér's V" else ">"
+    inclusive = t["kind"] == "embedding" or t["effect_name"] == "Cramér's V"    # these pass their threshold at >=
+    past = t["effect"] >= t["threshold"] if inclusive else t["effect"] > t["threshold"]
+    op = (">=" if inclusive else ">") if past else ("<" if inclusive else "<=")
     sig = "" if t.get("p_value") is None else f", p {_p(t)}"
     return f"{t['effect_name']} {t['effect']:.3f} {op} {t['threshold']:.3f}{sig}"
 
