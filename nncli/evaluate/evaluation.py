@@ -234,10 +234,11 @@ def _calibrate(name: str, clf, split, logits, y, recipe: EvaluateRecipe, res: di
                  ece_before=before, ece_after=after, ece_uncalibrated=uncalibrated, decision=decision.as_dict())
     console.log(f"calibration: temperature {new_t:.3f} ({decision.status}) from {len(val_y)} validation rows; "
                 f"ECE on the evaluation data {before:.4f} -> {after:.4f}")
-    if decision.status in ("refused", "bounded", "unchanged"):
-        console.warn(f"calibration: {decision.reason}")
     if decision.status in ("refused", "bounded"):
+        console.warn(f"calibration: {decision.reason}")
         res["warnings"].append(f"{name}: calibration {decision.status}: {decision.reason}")
+    elif decision.status == "unchanged":
+        console.log(f"calibration: {decision.reason}")
     if after > uncalibrated:
         msg = (f"{name}: the temperature {new_t:.3f} fitted on {source} makes ECE on the evaluation data worse than the "
                f"uncalibrated model ({uncalibrated:.4f} -> {after:.4f}): the validation split does not represent this data")
