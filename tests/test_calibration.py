@@ -147,7 +147,10 @@ def test_evaluate_calibrate_on_a_normal_split_sharpens_within_its_bound(trained_
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    val = write_csv(tmp_path / "val.csv", make_rows(300, seed=41))   # fresh rows of the training task: a few errors
+    names = ["negative", "neutral", "positive"]
+    rows = make_rows(300, seed=41)      # fresh rows of the training task, one label in 20 wrong (as in real annotation)
+    rows = [{**r, "label": names[(names.index(r["label"]) + 1) % 3]} if i % 20 == 0 else r for i, r in enumerate(rows)]
+    val = write_csv(tmp_path / "val.csv", rows)
     code, stdout, stderr = cli("evaluate", run, "--data", tiny_data["test"], "--validation", val, "--calibrate",
                                "--no-robustness", "--json")
     assert code == 0, stderr
