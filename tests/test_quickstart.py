@@ -37,6 +37,8 @@ def test_quickstart_default_recipe_learns_on_real_model(tmp_path, cli):
     r = json.loads(stdout)
     test, majority = r["metrics"]["test"], r["baselines"]["majority_class"]["test"]
     assert test["macro_f1"] > majority["macro_f1"] + 0.3 and test["accuracy"] > majority["accuracy"] + 0.1
+    # the demo data is not separable (it was: 1.000 on test, TF-IDF 0.985): 4% of its labels are wrong
+    assert test["accuracy"] < 0.95 and r["baselines"]["tfidf_logreg"]["test"]["accuracy"] < 0.9
     assert not any("COLLAPSED" in w for w in r["warnings"])
     assert r["gates"] and all(g["passed"] for g in r["gates"])
     # the demo's drift check: the held-out split of the same domain passes, the shifted split is flagged

@@ -58,8 +58,20 @@ class Interrupted(NncliError):
     code = ExitCode.INTERRUPTED
 
 
-def missing_extra(package: str, extra: str) -> EnvironmentProblem:
-    return EnvironmentProblem(
-        f"the optional dependency '{package}' is not installed",
-        f"install it with: pip install 'nncli[{extra}]'",
-    )
+EXTRAS = ("demo", "tensorboard", "explain", "sweep", "dev")   # [project.optional-dependencies] in pyproject.toml
+
+
+def install_command(extra: str | None = None) -> str:
+    """The pip line that installs nncli (with an extra) under its distribution name."""
+    from nncli import DISTRIBUTION
+
+    return f"pip install '{DISTRIBUTION}[{extra}]'" if extra else f"pip install '{DISTRIBUTION}'"
+
+
+def missing_extra(package: str, extra: str | None) -> EnvironmentProblem:
+    """A missing dependency: one of an optional extra (EXTRAS), or a core one (extra None or "core": a broken install)."""
+    if extra not in EXTRAS:
+        return EnvironmentProblem(f"the dependency '{package}' is not installed (nncli needs it; the install is incomplete)",
+                                  f"reinstall: {install_command()} (or pip install {package})")
+    return EnvironmentProblem(f"the optional dependency '{package}' is not installed",
+                              f"install it with: {install_command(extra)}")

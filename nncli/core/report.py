@@ -23,10 +23,7 @@ def now() -> str:
 
 def environment(threads: int | None = None) -> dict:
     env = {"python": platform.python_version(), "platform": platform.platform(), "nncli": __version__}
-    for mod in ("torch", "transformers", "peft", "datasets", "optimum", "onnxruntime", "sklearn"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            env[mod] = getattr(m, "__version__", "?")
+    env.update(package_versions())
     from nncli.core.machine import cpu_flags, cpu_name
 
     flags = cpu_flags()
@@ -39,6 +36,25 @@ def environment(threads: int | None = None) -> dict:
     env["threads"] = threads
     env["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
     return env
+
+
+# report key -> distribution name: the installed versions, read from the package metadata (a module's
+# __version__ is missing on some, e.g. optimum, and only imported modules have one)
+PACKAGES = {"torch": "torch", "transformers": "transformers", "peft": "peft", "datasets": "datasets", "accelerate": "accelerate",
+            "optimum": "optimum", "optimum_onnx": "optimum-onnx", "onnxruntime": "onnxruntime", "sklearn": "scikit-learn"}
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the stack nncli runs on; a package that is not installed is left out."""
+    from importlib import metadata
+
+    out = {}
+    for key, dist in PACKAGES.items():
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 class RunReport(BaseModel):

@@ -557,49 +557,12 @@ def _model_of(profile: Profile, ref_dir: Path) -> str | None:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Drift report: {'DRIFT DETECTED' if report['drift_detected'] else 'no drift'}", "",
-             f"Reference: {report['reference']['source']} ({report['reference']['rows']} rows); current: {report['current']['path']} "
-             f"({report['current']['rows']} rows). alpha {report['alpha']} (per test {report['alpha_per_test']:.4g}, Bonferroni).", "",
-             "| test | feature | statistic | p-value | effect | threshold | verdict |", "|---|---|---|---|---|---|---|"]
-    for t in report["tests"]:
-        p = "–" if t["p_value"] is None else f"{t['p_value']:.3g}"
-        lines.append(f"| {t['test']} | {t['feature']} | {t['statistic']:.4g} | {p} | {t['effect_name']} {t['effect']:.3f} | "
-                     f"{t['threshold']:.3f} | {'DRIFT' if t['drift'] else 'ok'} |")
-    a = report.get("accuracy") or {}
-    if a:
-        lines += ["", f"Accuracy: reference {a.get('reference', float('nan')):.4f}, estimated without labels "
-                      f"{a.get('estimated', float('nan')):.4f}" + (f", actual {a['actual']:.4f}" if "actual" in a else "")]
-    return "\n".join(lines) + "\n"
+    from nncli.evaluate.drift_report import markdown as render
+
+    return render(report, severity)
 
 
 def _plot(path: Path, plot: dict, tests: list[dict]) -> None:
-    import matplotlib
+    from nncli.evaluate.drift_report import write_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    numeric = [t for t in tests if t["kind"] in ("text", "model") and plot["ref"].get(t["feature"]) is not None
-               and t["feature"] in plot["cur"]]
-    numeric = sorted(numeric, key=severity, reverse=True)[:8]
-    if not numeric:
-        return
-    cols = min(4, len(numeric))
-    rows = math.ceil(len(numeric) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, t in zip(axes.flat, numeric):
-        r, c = np.asarray(plot["ref"][t["feature"]], float), np.asarray(plot["cur"][t["feature"]], float)
-        lo, hi = np.quantile(np.r_[r, c], [0.0, 0.99])
-        bins = np.linspace(lo, hi if hi > lo else lo + 1, 30)
-        ax.hist(np.clip(r, lo, hi), bins=bins, density=True, alpha=0.5, label="reference")
-        ax.hist(np.clip(c, lo, hi), bins=bins, density=True, alpha=0.5, label="current")
-        ax.set_title(f"{t['feature']}: PSI {t['effect']:.2f}{' DRIFT' if t['drift'] else ''}", fontsize=9)
-    for ax in list(axes.flat)[len(numeric):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_plot(path, plot, tests, severity)

@@ -148,7 +148,7 @@ def _write_profile(out: RunDir, recipe: EvaluateRecipe, split, names: list, repo
 
 
 def _evaluate_classifier(name: str, split, names: list, recipe: EvaluateRecipe, out: RunDir | None, index: int) -> dict:
-    from nncli.io.inference import load_classifier, map_labels, model_dir_of, softmax
+    from nncli.io.inference import load_classifier, map_labels, softmax
 
     clf = load_classifier(name, trust_remote_code=recipe.trust_remote_code, allow_pickle=recipe.allow_pickle,
                           threads=recipe.threads, max_length=recipe.data.max_length)
@@ -164,24 +164,7 @@ def _evaluate_classifier(name: str, split, names: list, recipe: EvaluateRecipe, 
     temperature = clf.temperature
     calib: dict = {"bins": recipe.calibration.bins, "temperature": temperature}
     if recipe.calibration.fit:
-        val_texts, val_pairs, val_y, source = _validation_for(name, recipe, clf)
-        overlap = len(set(val_texts) & set(split.texts)) / max(1, len(set(split.texts)))
-        if overlap > 0.5:
-            res["warnings"].append(f"{name}: the calibration data overlaps the evaluation data ({overlap:.0%} of texts); "
-                                   "ECE after calibration is optimistic. Evaluate on held-out data")
-        val_logits = clf.logits(val_texts, val_pairs, recipe.batch_size)
-        new_t = M.fit_temperature(val_logits, val_y)
-        before = M.ece(y, softmax(logits / temperature), recipe.calibration.bins)[0]
-        after = M.ece(y, softmax(logits / new_t), recipe.calibration.bins)[0]
-        calib.update(fitted_on=source, fitted_rows=len(val_y), temperature=new_t, previous_temperature=temperature,
-                     ece_before=before, ece_after=after)
-        stored = _store_temperature(model_dir_of(name), new_t, source, before, after)
-        calib["stored_in"] = stored
-        if stored is None:
-            res["warnings"].append(f"{name}: the temperature could not be stored with the model (not a local directory); "
-                                   f"pass it on: {new_t:.4f}")
-        console.log(f"calibration: temperature {new_t:.3f} fitted on {len(val_y)} validation rows; ECE {before:.4f} -> {after:.4f}")
-        temperature = new_t
+        temperature = _calibrate(name, clf, split, logits, y, recipe, res, calib)
     probs = softmax(logits / temperature)
     pred = probs.argmax(1)
 
@@ -239,6 +222,43 @@ def _evaluate_classifier(name: str, split, names: list, recipe: EvaluateRecipe, 
     console.log(f"  accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, ECE {e:.4f}"
                 + (f", mean flip rate {flat['flip_rate']:.3f}" if "flip_rate" in flat else ""))
     return res
+
+
+def _calibrate(name: str, clf, split, logits, y, recipe: EvaluateRecipe, res: dict, calib: dict) -> float:
+    """Fit the temperature on validation data (nncli.evaluate.calibration's rule), check it on the evaluation data, store it."""
+    from nncli.evaluate import calibration
+    from nncli.io.inference import model_dir_of, softmax
+
+    val_texts, val_pairs, val_y, source = _validation_for(name, recipe, clf)
+    overlap = len(set(val_texts) & set(split.texts)) / max(1, len(set(split.texts)))
+    if overlap > 0.5:
+        res["warnings"].append(f"{name}: the calibration data overlaps the evaluation data ({overlap:.0%} of texts); "
+                               "ECE after calibration is optimistic. Evaluate on held-out data")
+    decision = calibration.fit(clf.logits(val_texts, val_pairs, recipe.batch_size), val_y, seed=recipe.seed)
+    new_t, bins = decision.temperature, recipe.calibration.bins
+    before = M.ece(y, softmax(logits / clf.temperature), bins)[0]
+    uncalibrated = M.ece(y, softmax(logits), bins)[0]
+    after = M.ece(y, softmax(logits / new_t), bins)[0]
+    calib.update(fitted_on=source, fitted_rows=len(val_y), temperature=new_t, previous_temperature=clf.temperature,
+                 ece_before=before, ece_after=after, ece_uncalibrated=uncalibrated, decision=decision.as_dict())
+    console.log(f"calibration: temperature {new_t:.3f} ({decision.status}) from {len(val_y)} validation rows; "
+                f"ECE on the evaluation data {before:.4f} -> {after:.4f}")
+    if decision.status in ("refused", "bounded"):
+        console.warn(f"calibration: {decision.reason}")
+        res["warnings"].append(f"{name}: calibration {decision.status}: {decision.reason}")
+    elif decision.status == "unchanged":
+        console.log(f"calibration: {decision.reason}")
+    if after > uncalibrated:
+        msg = (f"{name}: the temperature {new_t:.3f} fitted on {source} makes ECE on the evaluation data worse than the "
+               f"uncalibrated model ({uncalibrated:.4f} -> {after:.4f}): the validation split does not represent this data")
+        console.warn(msg)
+        res["warnings"].append(msg)
+    stored = _store_temperature(model_dir_of(name), new_t, source, before, after, decision.as_dict())
+    calib["stored_in"] = stored
+    if stored is None:
+        res["warnings"].append(f"{name}: the temperature could not be stored with the model (not a local directory); "
+                               f"pass it on: {new_t:.4f}")
+    return new_t
 
 
 def _intervals(y, pred, probs, n_classes, recipe) -> dict:
@@ -360,14 +380,16 @@ def _run_dir_for(name: str) -> Path | None:
     return None
 
 
-def _store_temperature(model_dir: Path | None, t: float, source: str, before: float, after: float) -> str | None:
+def _store_temperature(model_dir: Path | None, t: float, source: str, before: float, after: float, decision: dict) -> str | None:
     from nncli.io.inference import CALIBRATION_FILE
 
     if model_dir is None:
         return None
     try:
         atomic_write_json(model_dir / CALIBRATION_FILE, {"method": "temperature_scaling", "temperature": t, "fitted_on": source,
-                                                         "ece_before": before, "ece_after": after, "fitted_at": now()})
+                                                         "ece_before": before, "ece_after": after, "fitted_at": now(),
+                                                         "status": decision["status"], "reason": decision["reason"],
+                                                         "decision": decision})
     except Exception as e:  # read-only model directory: report, do not fail the evaluation
         console.warn(f"could not store the temperature in {model_dir}: {e}")
         return None
@@ -560,6 +582,8 @@ def markdown(report: dict) -> str:
         lines += ["", f"Calibration: ECE {c['ece']:.4f}, MCE {c['mce']:.4f}, Brier {c['brier']:.4f}, temperature "
                       f"{c['temperature']:.3f}" + (f" (fitted on {c['fitted_on']}: ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f})"
                                                    if "fitted_on" in c else "") + "."]
+        if c.get("decision"):
+            lines += ["", f"Temperature {c['decision']['status']}: {c['decision']['reason']}."]
         if r.get("robustness"):
             rb = r["robustness"]
             lines += ["", f"Robustness on {rb['samples']} texts (seed {rb['seed']}, clean accuracy {rb['clean_accuracy']:.3f}):", "",

@@ -121,19 +121,12 @@ def brier(y_true, probs) -> float:
 
 
 def fit_temperature(logits, y_true) -> float:
-    """Temperature scaling (Guo et al. 2017): the T > 0 minimising NLL of softmax(logits / T), by a bounded 1-D search."""
-    from scipy.optimize import minimize_scalar
+    """Temperature scaling (Guo et al. 2017): the maximum-likelihood T > 0 for softmax(logits / T).
 
-    logits = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(y_true)
+    Whether the data supports using it is decided by nncli.evaluate.calibration.fit."""
+    from nncli.evaluate.calibration import mle_temperature
 
-    def nll(log_t):
-        z = logits / np.exp(log_t)
-        z = z - z.max(1, keepdims=True)
-        return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
-
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-5})
-    return float(np.exp(res.x))
+    return mle_temperature(logits, y_true)
 
 
 def bootstrap(fn, arrays: list, n: int = 1000, seed: int = 0, level: float = 0.95) -> list[float] | None:

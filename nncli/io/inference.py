@@ -273,7 +273,7 @@ def _load_onnx_file(name: str, path: Path, max_length: int | None, threads: int 
         import onnxruntime as ort
     except ImportError:
         from nncli.core.errors import missing_extra
-        raise missing_extra("onnxruntime", "onnx")
+        raise missing_extra("onnxruntime", None)
 
     d = path.parent
     config, labels = _onnx_config(d)

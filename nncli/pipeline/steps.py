@@ -92,13 +92,16 @@ def summary(cmd: str, r: dict | None) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Pipeline {report.get('name') or ''}: {report.get('status')}", "",
-             "| step | command | status | seconds | key numbers |", "|---|---|---|---|---|"]
+    from nncli.core.markdown import table
+
+    rows = []
     for s in report.get("steps", []):
         nums = ", ".join(f"{k} {fmt(v)}" for k, v in (s.get("metrics") or {}).items())
         if s.get("error"):
             nums = (nums + "; " if nums else "") + s["error"][:200]
-        lines.append(f"| {s['name']} | {s['command']} | {s.get('status', 'not run')} | {s.get('seconds', 0):.1f} | {nums} |")
+        rows.append([s["name"], s["command"], s.get("status", "not run"), f"{s.get('seconds', 0):.1f}", nums])
+    lines = [f"# Pipeline {report.get('name') or ''}: {report.get('status')}", ""]
+    lines += table(["step", "command", "status", "seconds", "key numbers"], rows)
     if report.get("failed_step"):
         lines += ["", f"Stopped at step `{report['failed_step']}`."]
     return "\n".join(lines) + "\n"

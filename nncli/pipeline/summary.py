@@ -6,6 +6,7 @@ from pathlib import Path
 
 from nncli.core.errors import InputError
 from nncli.core.atomic import atomic_write_text
+from nncli.core.markdown import table
 
 
 def collect(paths: list[str]) -> tuple[list[dict], list[Path]]:
@@ -121,13 +122,13 @@ def fmt(v) -> str:
 
 def markdown(rows: list[dict]) -> str:
     cols = [(k, h) for k, h in COLUMNS if any(r.get(k) is not None for r in rows)]
-    lines = ["### nncli report", "", "| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    body = []
     for r in rows:
         cells = [fmt(r.get(k)) for k, _ in cols]
         if r.get("failed_gates"):
             cells[cols.index(("status", "status"))] += " (failed: " + ", ".join(r["failed_gates"]) + ")"
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        body.append(cells)
+    return "\n".join(["### nncli report", ""] + table([h for _, h in cols], body)) + "\n"
 
 
 def run(paths: list[str], output: str | None = None, *, overwrite: bool = False) -> dict:
