@@ -68,15 +68,15 @@ def audited(planted, tmp_path_factory):
 
 def test_planted_flips_found_at_their_file_rows(planted, audited):
     report, out = audited
-    found = {f["row"] for f in _findings(out) if f["kind"] == "label_issue" and f["split"] == "train"}
+    found = {f["row"] - 1 for f in _findings(out) if f["kind"] == "label_issue" and f["split"] == "train"}   # 1-based rows
     hits = found & set(planted["flips"])
     # seeded: confident learning is conservative here (it missed flips whose texts the model was unsure about)
     assert len(hits) >= 12, (sorted(found), planted["flips"])         # recall >= 0.6
     assert len(found - set(planted["flips"]) - {6, 401}) <= 1         # precision >= 0.93 (6/401: the planted conflict)
     for f in _findings(out):
-        if f["kind"] == "label_issue" and f["row"] in planted["clean"]:
-            assert f["evidence"]["suggested"] == planted["clean"][f["row"]]
-            assert f["text"] == planted["rows"][f["row"]]["text"]     # row numbers are file rows, after the dropped row 10
+        if f["kind"] == "label_issue" and f["row"] - 1 in planted["clean"]:
+            assert f["evidence"]["suggested"] == planted["clean"][f["row"] - 1]
+            assert f["text"] == planted["rows"][f["row"] - 1]["text"]     # row numbers are file rows, after the dropped row 10
     assert report["metrics"]["label_issues"] == len([f for f in _findings(out) if f["kind"] == "label_issue"])
     li = report["label_issues"]
     assert li["folds"] == 5 and {p["given"] for p in li["pairs"]} == {"negative", "positive"}
@@ -85,14 +85,14 @@ def test_planted_flips_found_at_their_file_rows(planted, audited):
 
 def test_duplicates_leakage_and_hygiene(audited):
     _, out = audited
-    by = {(f["kind"], f["split"], f["row"]): f for f in _findings(out)}
+    by = {(f["kind"], f["split"], f["row"] - 1): f for f in _findings(out)}     # keyed by list position (rows are 1-based)
     dup = by[("duplicate", "train", 400)]["evidence"]
-    assert dup["of"] == {"split": "train", "row": 16, "text": "<b>great</b> & wonderful lamp"}
+    assert dup["of"] == {"split": "train", "row": 17, "text": "<b>great</b> & wonderful lamp"}
     assert dup["match"] == "exact"
-    assert by[("label_conflict", "train", 401)]["evidence"]["of"]["row"] == 6
+    assert by[("label_conflict", "train", 401)]["evidence"]["of"]["row"] == 7
     near = by[("duplicate", "train", 402)]["evidence"]
-    assert near["match"] == "near" and near["of"]["row"] == 8 and near["similarity"] >= 0.9
-    assert by[("cross_split_duplicate", "test", 80)]["evidence"]["of"]["row"] == 7
+    assert near["match"] == "near" and near["of"]["row"] == 9 and near["similarity"] >= 0.9
+    assert by[("cross_split_duplicate", "test", 80)]["evidence"]["of"]["row"] == 8
     assert by[("empty_text", "train", 10)]["score"] == 1.0
     assert ("boilerplate", "train", 12) in by
     assert by[("script", "train", 14)]["evidence"]["scripts"] == {"CYRILLIC": 1.0}
@@ -104,7 +104,7 @@ def test_every_output_file(planted, audited):
     from nncli.recipe.load import load_recipe
 
     report, out = audited
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "audit.html", "audit.jsonl", "recipe.yaml", "report.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".nncli-run")) == ["README.md", "audit.html", "audit.jsonl", "recipe.yaml", "report.json"]
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["metrics"] == report["metrics"] and on_disk["status"] == "succeeded" and on_disk["exit_code"] == 0
     counts = {}
@@ -171,7 +171,7 @@ def test_fix_policies(cli, planted, tmp_path):
     assert code == 0, err
     fx = json.loads(stdout)["fix"]
     findings = _findings(tmp_path / "a")
-    issues = {f["row"] for f in findings if f["kind"] == "label_issue" and f["split"] == "train"}
+    issues = {f["row"] - 1 for f in findings if f["kind"] == "label_issue" and f["split"] == "train"}
     expected = issues | {10, 12, 400, 401, 402, 7}                    # label issues, empty, boilerplate, duplicates, leaked row 7
     kept = _read_csv(tmp_path / "clean.csv")
     assert fx["removed"] == len(expected) and len(kept) == 403 - len(expected)
@@ -236,7 +236,7 @@ def test_bad_input(cli, planted, tmp_path, monkeypatch):
     for mod in ("cleanlab", "cleanlab.filter", "cleanlab.count", "cleanlab.rank"):
         monkeypatch.setitem(sys.modules, mod, None)
     code, stdout, _ = cli("audit", planted["train"], "--json")
-    assert code == 4 and json.loads(stdout)["hint"] == "install it with: pip install 'nncli[audit]'"
+    assert code == 4 and json.loads(stdout)["hint"] == "install it with: pip install 'nncli-toolkit[audit]'"
 
 
 def _mean_pool(model_dir: Path, texts: list[str], layers: list[int], max_length: int) -> np.ndarray:
@@ -284,7 +284,7 @@ def test_audit_with_a_model_reports_truncation(cli, planted, tiny_bert, tmp_path
     assert r["representation"]["kind"] == "encoder" and r["duplicates"]["threshold"] == 0.95
     trunc = [f for f in _findings(tmp_path / "m") if f["kind"] == "truncated"]
     assert trunc and all(f["evidence"]["tokens"] > 12 for f in trunc)
-    assert any(f["row"] == 8 for f in trunc)                          # the long text
+    assert any(f["row"] == 9 for f in trunc)                          # the long text
     assert r["metrics"]["truncated"] == len(trunc)
 
 

@@ -5,8 +5,7 @@ split and the row number in that file (0 = the first data row after the header, 
 detectors are in audit_checks.py, the README/HTML rendering in audit_render.py. An audit never writes to its
 inputs: `--fix` writes a cleaned copy of the train file elsewhere.
 
-Row numbers: to_split does not yet return the rows it kept, so they are recomputed here with the same rule
-(a row is kept when its cleaned text is non-empty and its label present); `Split.rows` is used when it exists.
+Row numbers are 1-based data rows of each file (the header is not counted), as everywhere in nncli (`Split.rows`).
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ def kept_rows(table, split, clean: bool) -> list[int]:
     texts = table.columns[split.columns["text"]]
     lab = split.columns.get("label")
     labels = table.columns[lab] if lab else None
-    return [i for i, raw in enumerate(texts)
+    return [i + 1 for i, raw in enumerate(texts)
             if clean_text(raw, clean).strip() and (labels is None or normalise_label(labels[i]) is not None)]
 
 
@@ -108,9 +107,9 @@ def _dropped(table, s, kept: set[int], role: str, clean: bool) -> list[dict]:
     raw = table.columns[s.columns["text"]]
     out = []
     for i in range(table.n_rows):
-        if i not in kept:
+        if i + 1 not in kept:
             empty = not clean_text(raw[i], clean).strip()
-            out.append({"split": role, "row": i, "kind": "empty_text" if empty else "missing_label", "score": 1.0, "label": None,
+            out.append({"split": role, "row": i + 1, "kind": "empty_text" if empty else "missing_label", "score": 1.0, "label": None,
                         "text": "" if raw[i] is None else str(raw[i])[:300], "evidence": {}})
     return out
 
@@ -124,7 +123,7 @@ def pool_of(data) -> Pool:
         pairs += (s.pairs or [""] * len(s)) if has_pairs else []
         labels += list(s.labels)
         split_of += [s.name] * len(s)
-        rows += list(getattr(s, "rows", None) or range(len(s)))
+        rows += list(getattr(s, "rows", None) or range(1, len(s) + 1))
     return Pool(texts, pairs if has_pairs else None, np.array(labels, dtype=int), split_of, rows, list(data.label_names))
 
 

@@ -70,16 +70,17 @@ def write_fix(path: Path, table, findings: list[dict], recipe) -> dict:
     suggested = {f["row"]: f["evidence"]["suggested"] for f in findings if f["split"] == "train" and f["kind"] == "label_issue"}
     rows = []
     for i in range(table.n_rows):
-        if i in drop:
+        row = i + 1                      # findings name 1-based data rows
+        if row in drop:
             continue
         r = {c: table.columns[c][i] for c in cols}
-        if i in relabel and label_col:
+        if row in relabel and label_col:
             old = r[label_col]
-            new = relabel[i]
+            new = relabel[row]
             r[label_col] = int(new) if isinstance(old, int) and not isinstance(old, bool) and new.lstrip("-").isdigit() else new
         if policy == "mark":
-            r["audit_kinds"] = ";".join(sorted(set(kinds.get(i, []))))
-            r["audit_suggested_label"] = suggested.get(i, "")
+            r["audit_kinds"] = ";".join(sorted(set(kinds.get(row, []))))
+            r["audit_suggested_label"] = suggested.get(row, "")
         rows.append(r)
     _write_table(path, rows, cols + (["audit_kinds", "audit_suggested_label"] if policy == "mark" else []))
     return {"path": str(path), "policy": policy, "rows_in": table.n_rows, "rows_out": len(rows), "removed": len(drop),
