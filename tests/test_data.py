@@ -168,3 +168,12 @@ def test_sst2_reads_every_row():
     assert t.n_rows == 67349
     d = read_table(str(SHARED / "sst2" / "dev.tsv"))
     assert d.n_rows == 872
+
+
+def test_a_label_called_none_is_a_class(tmp_path):
+    """TweetEval's stance tasks have a class called "none": it must not be read as a missing label."""
+    p = tmp_path / "stance.tsv"
+    p.write_text("text\tlabel\n" + "".join(f"tweet {i}\t{['favor', 'against', 'none', 'None', 'NA'][i % 5]}\n" for i in range(50)))
+    d = load_labelled(spec(p))
+    assert d.label_names == ["NA", "None", "against", "favor", "none"]
+    assert d.train.dropped == {} and len(d.train) + len(d.validation) == 50

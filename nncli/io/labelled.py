@@ -80,7 +80,9 @@ def normalise_label(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     s = str(value).strip()
-    if s.lower() in ("", "nan", "none", "null", "na", "n/a"):
+    # Only an empty cell (or a float NaN's text) is a missing label: "none", "null" and "NA" are real class names in
+    # the wild (TweetEval's stance tasks have a class called "none").
+    if s in ("", "nan", "NaN"):
         return None
     if re.fullmatch(r"[+-]?\d+\.0*", s):
         return str(int(float(s)))
