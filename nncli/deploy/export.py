@@ -29,12 +29,12 @@ COPY_ALONG = ("calibration.json",)
 
 def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
     timer = Timer()
-    from nncli.evaluate.evaluation import _detect_task, _run_dir_for
+    from nncli.io.models import detect_task, run_dir_for
     from nncli.io.models import resolve
 
     source = resolve(recipe.model, None, recipe.allow_pickle)
-    task = recipe.task if recipe.task != "auto" else _detect_task(source.path)
-    run_dir = _run_dir_for(recipe.model)
+    task = recipe.task if recipe.task != "auto" else detect_task(source.path)
+    run_dir = run_dir_for(recipe.model)
     default_out = (run_dir / ("onnx" if recipe.format == "onnx" else "export")) if run_dir else None
     if recipe.output is None and default_out is None:
         raise UsageError("export needs --output DIR (the model is not a run directory)", "pass --output exports/my-model")
@@ -64,7 +64,7 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
     t = Timer()
     try:
         if recipe.format == "onnx":
-            _export_onnx(source.path, staging, task, recipe)
+            export_onnx(source.path, staging, task, recipe)
         else:
             _export_safetensors(source.path, staging, task, recipe)
     except (InputError, UsageError):
@@ -146,7 +146,7 @@ def _parity_texts(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list
     return texts
 
 
-def _export_onnx(src: str, dest: Path, task: str, recipe: ExportRecipe) -> None:
+def export_onnx(src: str, dest: Path, task: str, recipe: ExportRecipe) -> None:
     import logging
     import warnings
 

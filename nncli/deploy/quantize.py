@@ -1,12 +1,17 @@
-"""`nncli quantize`: int8 that is measured, not assumed.
+"""`nncli quantize`: int8 that is measured, not assumed, and judged on enough rows.
 
-Candidates (PyTorch dynamic int8; ONNX Runtime dynamic int8 per-tensor, per-channel, and with the
-classification head kept in fp32; ONNX Runtime static int8 calibrated on training texts) are each
-scored against the fp32 model on labelled data — accuracy, agreement, flipped predictions — and timed
-(latency at batch 1, throughput at the chosen batch). `auto` keeps the fastest candidate that stays
-within --max-drop accuracy points (and --max-flip-rate, when set) and is actually faster than fp32 (among
-candidates within 5% of the fastest, the one that flips fewest predictions). If
-none qualifies, nothing is written and the command exits 5 with the table of what it tried.
+Candidates (nncli/deploy/int8.py: PyTorch dynamic int8; ONNX Runtime dynamic int8 per tensor, per channel and
+with the head in fp32; ONNX Runtime static int8 calibrated on training texts) are each compared with the fp32
+model and timed (latency at batch 1, throughput at the chosen batch):
+
+- flips (changed predictions) need no labels, so they are counted on every text available (the run's train,
+  validation and test texts, and --data): the flip rate and its 95% upper bound;
+- the accuracy drop is measured on the labelled held-out rows (the run's validation and test splits, or --data)
+  with exact McNemar statistics, and bounded by the flip rate (a flip changes the correctness of at most one row);
+- a candidate passes when the 95% upper bound of its drop is within --max-drop points (and of its flip rate within
+  --max-flip-rate, when set) and it is faster than fp32. Among the passing candidates within 5% of the fastest, the
+  one that flips fewest predictions is kept; if none passes, nothing is written and the command exits 5 with the
+  table of what it tried (and, when the rows are too few to show a small drop, says so).
 """
 
 from __future__ import annotations
@@ -21,171 +26,197 @@ import numpy as np
 
 from nncli.core import console
 from nncli.core.errors import GateFailed, InputError, UsageError
+from nncli.core.report import RunReport, Timer, base_report, environment, now
+from nncli.core.rundir import RunDir, recording
 from nncli.recipe.deploy import QuantizeRecipe
 from nncli.recipe.load import dump
-from nncli.core.rundir import RunDir, recording
-from nncli.core.report import Timer, base_report, environment, now
-
-TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-                   "merges.txt", "sentencepiece.bpe.model", "spiece.model", "calibration.json")
 
 
 def candidates_for(method: str, backend: str) -> list[str]:
     torch_c = ["torch-dynamic-int8", "torch-dynamic-int8-head-fp32"]
     ort_dynamic = ["ort-dynamic-int8", "ort-dynamic-int8-per-channel", "ort-dynamic-int8-head-fp32"]
-    ort_static = ["ort-static-int8"]
     out = []
     if backend in ("auto", "torch") and method in ("auto", "dynamic"):
         out += torch_c
     if backend in ("auto", "onnxruntime"):
-        if method in ("auto", "dynamic"):
-            out += ort_dynamic
-        if method in ("auto", "static"):
-            out += ort_static
+        out += ort_dynamic if method in ("auto", "dynamic") else []
+        out += ["ort-static-int8"] if method in ("auto", "static") else []
     if not out:
         raise UsageError(f"method={method} is not available for backend={backend}", "static quantization needs --backend onnxruntime")
     return out
 
 
-def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> dict:
-    timer = Timer()
-    from nncli.core.timing import measure
-    from nncli.evaluate.evaluation import _run_dir_for
-    from nncli.io.inference import load_classifier, map_labels, release, softmax
-    from nncli.io.models import resolve
+def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> RunReport:
+    from nncli.io.inference import load_classifier, map_labels
+    from nncli.io.models import resolve, run_dir_for
 
+    timer = Timer()
     source = resolve(recipe.model)
-    run_dir = _run_dir_for(recipe.model)
+    run_dir = run_dir_for(recipe.model)
     out_path = Path(recipe.output) if recipe.output else (run_dir / "quantized" if run_dir else None)
     if out_path is None:
         raise UsageError("quantize needs --output DIR (the model is not a run directory)", "pass --output models/int8")
-    texts, labels, calib_texts, data_source = _data(recipe, run_dir)
+    data = _data(recipe, run_dir)
     names = candidates_for(recipe.method, recipe.backend)
     out = RunDir(out_path, command="quantize")
     inputs = [source.path, recipe.data.path, run_dir / "recipe.yaml" if run_dir is not None and not recipe.data.path else None]
     out.check(overwrite=overwrite, inputs=inputs)    # fail fast; the directory is prepared only when a candidate qualifies
-
     ref = load_classifier(source.path, threads=recipe.threads)
-    y = np.asarray(map_labels(labels, ref.label_names, data_source))
-    timing = {"min_seconds": recipe.min_seconds, "min_repeats": 5, "warmup": 2}
-
-    def score(clf) -> dict:
-        probs = softmax(clf.logits(texts, batch_size=32))
-        pred = probs.argmax(1)
-        b1, bn = clf.synthetic_batch(1, min(recipe.seq_len, clf.max_length)), clf.synthetic_batch(recipe.batch_size, min(recipe.seq_len, clf.max_length))
-        lat = measure(lambda: clf.forward(b1), **timing)
-        thr = measure(lambda: clf.forward(bn), **timing)
-        return {"pred": pred, "accuracy": float((pred == y).mean()), "latency_ms_batch1": lat["p50_ms"],
-                "throughput_per_second": recipe.batch_size / (thr["p50_ms"] / 1000)}
-
-    console.log(f"fp32 reference: {source.path} on {len(texts)} labelled texts from {data_source}")
-    fp32 = score(ref)
-    rows = [{"candidate": "fp32 (torch)", "backend": "torch", "size_mb": _size_mb(Path(source.path), "*.safetensors"),
-             **_public(fp32), "accuracy_drop": 0.0, "flip_rate": 0.0, "speedup": 1.0, "status": "reference"}]
+    data["y"] = np.asarray(map_labels(data["labels"], ref.label_names, data["source"]))
+    report = base_report("quantize", recipe.name, task="sequence-classification")
+    report.update(source={"model": recipe.model, "path": source.path}, environment=environment(recipe.threads),
+                  data={"source": data["source"], "labelled_rows": len(data["texts"]), "texts_for_flips": len(data["all_texts"]),
+                        "calibration_texts": len(data["calib"])},
+                  settings={"max_drop_points": recipe.max_drop, "max_flip_rate": recipe.max_flip_rate, "confidence": 0.95,
+                            "batch_size": recipe.batch_size, "seq_len": recipe.seq_len})
     work = Path(tempfile.mkdtemp(prefix="nncli-quantize-"))
     try:
-        onnx_dir = None
-        if any(n.startswith("ort") for n in names):
-            onnx_dir = work / "fp32-onnx"
-            with contextlib.redirect_stdout(sys.stderr):
-                _export_fp32(source.path, onnx_dir)
-            ort_fp32 = load_classifier(str(onnx_dir), threads=recipe.threads)
-            s = score(ort_fp32)
-            release(ort_fp32)
-            rows.append(_row("fp32 (onnxruntime)", "onnxruntime", _size_mb(onnx_dir, "*.onnx"), s, fp32, y, recipe, reference=True))
-        built = {}
-        for name in names:
-            t = Timer()
-            try:
-                with contextlib.redirect_stdout(sys.stderr):  # onnxruntime's calibrator prints progress on stdout
-                    path = _build(name, source.path, onnx_dir, work, calib_texts, ref)
-            except Exception as e:  # one candidate failing must not hide the others
-                console.warn(f"{name}: could not be built ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
-                rows.append({"candidate": name, "status": f"error: {type(e).__name__}", "accuracy": None})
-                continue
-            clf = load_classifier(str(path), threads=recipe.threads)
-            s = score(clf)
-            release(clf)
-            row = _row(name, clf.backend, _size_mb(path, "*.onnx" if name.startswith("ort") else "*.safetensors"), s, fp32, y, recipe)
-            row["build_seconds"] = t()
-            rows.append(row)
-            built[name] = path
-            console.log(f"  {name}: accuracy {row['accuracy']:.4f} ({-row['accuracy_drop'] * 100:+.2f} pts), flips "
-                        f"{row['flip_rate']:.1%}, {row['throughput_per_second']:.1f}/s ({row['speedup']:.2f}x), {row['status']}")
+        rows, built = _measure_all(recipe, source, ref, data, names, work)
+        report["candidates"] = rows
         passing = [r for r in rows if r.get("status") == "passes"]
-        report = base_report("quantize", recipe.name)
-        report.update(source={"model": recipe.model, "path": source.path}, data={"source": data_source, "rows": len(texts)},
-                      candidates=rows, settings={"max_drop_points": recipe.max_drop, "max_flip_rate": recipe.max_flip_rate,
-                                                 "batch_size": recipe.batch_size, "seq_len": recipe.seq_len},
-                      environment=environment(recipe.threads))
         if not passing:
-            report.update(status="failed", exit_code=5, finished_at=now(), timings={"wall_seconds": timer()})
-            report["gates"] = [{"metric": "qualifying_candidates", "op": ">=", "threshold": 1, "value": 0, "passed": False}]
-            raise GateFailed(f"no int8 candidate kept accuracy within {recipe.max_drop} points while being faster than fp32; "
-                             "nothing was written", "see the table; raise --max-drop knowingly, or keep the fp32 model",
-                             report=report)
+            _refuse(report, rows, recipe, timer)
         # timings are noisy: among candidates within 5% of the fastest, keep the one that changes fewest predictions
         fastest = max(r["throughput_per_second"] for r in passing)
-        best = min((r for r in passing if r["throughput_per_second"] >= 0.95 * fastest), key=lambda r: (r["flip_rate"], -r["throughput_per_second"]))
+        best = min((r for r in passing if r["throughput_per_second"] >= 0.95 * fastest),
+                   key=lambda r: (r["flip_rate"], -r["throughput_per_second"]))
         best["status"] = "chosen"
         out.prepare(overwrite=overwrite, inputs=inputs)
-        with recording(out, report):
-            for f in Path(built[best["candidate"]]).iterdir():
-                shutil.copy2(f, out / f.name) if f.is_file() else shutil.copytree(f, out / f.name)
-            out.write_text("recipe.yaml", dump(recipe))
-            report.update(chosen=best["candidate"], status="succeeded", exit_code=0, finished_at=now(),
-                          timings={"wall_seconds": timer()}, artifacts={"model": str(out.path)})
-            report["gates"] = [
-                {"metric": "accuracy_drop_points", "op": "<=", "threshold": recipe.max_drop, "value": best["accuracy_drop"] * 100,
-                 "passed": True}]
-            out.write_json("report.json", report)
-            out.complete()
-        return report
+        return _write(out, report, recipe, built[best["candidate"]], best, timer)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _measure_all(recipe, source, ref, data, names, work: Path) -> tuple[list[dict], dict]:
+    from nncli.deploy.int8 import build, export_fp32
+    from nncli.io.inference import load_classifier, release
+
+    console.log(f"fp32 reference: {source.path}; accuracy on {len(data['texts'])} labelled rows ({data['source']}), flips on "
+                f"{len(data['all_texts'])} texts")
+    fp32 = _score(ref, data, recipe)
+    rows = [{"candidate": "fp32 (torch)", "backend": "torch", "size_mb": _size_mb(Path(source.path), "*.safetensors"),
+             **_public(fp32), "accuracy_drop": 0.0, "flip_rate": 0.0, "speedup": 1.0, "status": "reference"}]
+    built, onnx_dir = {}, None
+    if any(n.startswith("ort") for n in names):
+        onnx_dir = work / "fp32-onnx"
+        with contextlib.redirect_stdout(sys.stderr):
+            export_fp32(source.path, onnx_dir)
+        clf = load_classifier(str(onnx_dir), threads=recipe.threads)
+        rows.append(_judge("fp32 (onnxruntime)", clf.backend, _size_mb(onnx_dir, "*.onnx"), _score(clf, data, recipe), fp32, data,
+                           recipe, reference=True))
+        release(clf)
+    for name in names:
+        t = Timer()
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # onnxruntime's calibrator prints progress on stdout
+                path = build(name, source.path, onnx_dir, work, data["calib"], ref)
+        except Exception as e:  # one candidate failing must not hide the others
+            console.warn(f"{name}: could not be built ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
+            rows.append({"candidate": name, "status": f"error: {type(e).__name__}", "accuracy": None})
+            continue
+        clf = load_classifier(str(path), threads=recipe.threads)
+        row = _judge(name, clf.backend, _size_mb(path, "*.onnx" if name.startswith("ort") else "*.safetensors"),
+                     _score(clf, data, recipe), fp32, data, recipe)
+        release(clf)
+        row["build_seconds"] = t()
+        rows.append(row)
+        built[name] = path
+        console.log(f"  {name}: accuracy {row['accuracy']:.4f} (drop {row['accuracy_drop'] * 100:+.2f} pts, at most "
+                    f"{row['accuracy_drop_upper'] * 100:.2f}), flips {row['flip_rate']:.1%}, {row['throughput_per_second']:.1f}/s "
+                    f"({row['speedup']:.2f}x), {row['status']}")
+    return rows, built
+
+
+def _score(clf, data: dict, recipe) -> dict:
+    from nncli.core.timing import measure
+    from nncli.io.inference import softmax
+
+    timing = {"min_seconds": recipe.min_seconds, "min_repeats": 5, "warmup": 2}
+    pred_all = softmax(clf.logits(data["all_texts"], batch_size=32)).argmax(1)
+    pred = pred_all[data["labelled_index"]]
+    seq = min(recipe.seq_len, clf.max_length)
+    b1, bn = clf.synthetic_batch(1, seq), clf.synthetic_batch(recipe.batch_size, seq)
+    lat, thr = measure(lambda: clf.forward(b1), **timing), measure(lambda: clf.forward(bn), **timing)
+    return {"pred": pred, "pred_all": pred_all, "accuracy": float((pred == data["y"]).mean()), "latency_ms_batch1": lat["p50_ms"],
+            "throughput_per_second": recipe.batch_size / (thr["p50_ms"] / 1000)}
+
+
 def _public(s: dict) -> dict:
-    return {k: v for k, v in s.items() if k != "pred"}
+    return {k: v for k, v in s.items() if k not in ("pred", "pred_all")}
 
 
-def _row(name, backend, size, s, fp32, y, recipe: QuantizeRecipe, reference: bool = False) -> dict:
-    drop = fp32["accuracy"] - s["accuracy"]
-    flip = float((s["pred"] != fp32["pred"]).mean())
+def _judge(name, backend, size, s, fp32, data, recipe: QuantizeRecipe, reference: bool = False) -> dict:
+    from nncli.evaluate.metrics import paired_drop, rate_bounds
+
+    paired = paired_drop(data["y"], fp32["pred"], s["pred"])
+    flips, n_all = int((s["pred_all"] != fp32["pred_all"]).sum()), len(fp32["pred_all"])
+    flip_upper = rate_bounds(flips, n_all)[1]
+    upper = min(paired["upper"], flip_upper)             # a flip changes the correctness of at most one row
     speedup = s["throughput_per_second"] / fp32["throughput_per_second"]
     reasons = []
-    if drop * 100 > recipe.max_drop + 1e-9:
-        reasons.append(f"accuracy drop {drop * 100:.2f} > {recipe.max_drop} pts")
-    if recipe.max_flip_rate is not None and flip > recipe.max_flip_rate:
-        reasons.append(f"flip rate {flip:.1%} > {recipe.max_flip_rate:.1%}")
+    if upper * 100 > recipe.max_drop + 1e-9:
+        how = "" if paired["drop"] * 100 > recipe.max_drop else f" (measured {paired['drop'] * 100:+.2f}; too few rows to rule out more)"
+        reasons.append(f"accuracy drop could be {upper * 100:.2f} > {recipe.max_drop} pts at 95% confidence{how}")
+    if recipe.max_flip_rate is not None and flip_upper > recipe.max_flip_rate:
+        reasons.append(f"flip rate could be {flip_upper:.1%} > {recipe.max_flip_rate:.1%}")
     if speedup <= 1.0 and recipe.require_speedup:
         reasons.append(f"not faster than fp32 ({speedup:.2f}x)")
     status = "reference" if reference else ("passes" if not reasons else "rejected: " + "; ".join(reasons))
-    return {"candidate": name, "backend": backend, "size_mb": size, **_public(s), "accuracy_drop": drop, "flip_rate": flip,
+    return {"candidate": name, "backend": backend, "size_mb": size, **_public(s), "accuracy_drop": paired["drop"],
+            "accuracy_drop_ci95": [paired["lower"], upper], "accuracy_drop_upper": upper, "n_labelled": paired["n"],
+            "mcnemar_p": paired["mcnemar_p"], "flip_rate": flips / n_all, "flip_rate_upper": flip_upper, "n_flip_texts": n_all,
             "speedup": speedup, "status": status}
+
+
+def _refuse(report, rows, recipe, timer) -> None:
+    report.update(status="failed", exit_code=5, finished_at=now(), timings={"wall_seconds": timer()})
+    report["gates"] = [{"metric": "qualifying_candidates", "op": ">=", "threshold": 1, "value": 0, "passed": False}]
+    small = [r for r in rows if "too few rows" in str(r.get("status"))]
+    hint = ("see the table; the labelled rows are too few to show a drop within the budget: pass --data with more "
+            "labelled held-out rows" if small else "see the table; raise --max-drop knowingly, or keep the fp32 model")
+    raise GateFailed(f"no int8 candidate kept accuracy within {recipe.max_drop} points (95% upper bound) while being faster "
+                     "than fp32; nothing was written", hint, report=report)
+
+
+def _write(out: RunDir, report, recipe, built: Path, best: dict, timer) -> RunReport:
+    with recording(out, report):
+        for f in Path(built).iterdir():
+            shutil.copy2(f, out / f.name) if f.is_file() else shutil.copytree(f, out / f.name)
+        out.write_text("recipe.yaml", dump(recipe))
+        report.update(chosen=best["candidate"], status="succeeded", exit_code=0, finished_at=now(),
+                      timings={"wall_seconds": timer()}, artifacts={"model": str(out.path)})
+        report["gates"] = [{"metric": "accuracy_drop_points", "op": "<=", "threshold": recipe.max_drop,
+                            "value": best["accuracy_drop"] * 100, "ci95": [x * 100 for x in best["accuracy_drop_ci95"]],
+                            "decided_on": "upper bound", "n": best["n_labelled"], "passed": True}]
+        out.write_json("report.json", report)
+        out.complete()
+    return report
 
 
 def _size_mb(path: Path, pattern: str) -> float:
     return round(sum(f.stat().st_size for f in Path(path).glob(pattern)) / 1e6, 2)
 
 
-def _data(recipe: QuantizeRecipe, run_dir: Path | None):
+def _data(recipe: QuantizeRecipe, run_dir: Path | None) -> dict:
+    """Labelled held-out rows for the accuracy drop; every text available for the flips; training texts to calibrate."""
     from nncli.io.labelled import load_labelled, read_texts
 
-    calib = []
+    texts, labels, extra, calib, source = [], [], [], [], ""
     if recipe.data.path:
         s, names, _ = read_texts(recipe.data.path, recipe.data.text_column, role="quantize data", label_column=recipe.data.label_column)
         texts, labels, source = s.texts, names, s.source
-        calib = texts
-    elif run_dir is not None:
+    if run_dir is not None:
         from nncli.recipe.load import load_run_recipe
 
         ft = load_run_recipe(run_dir)
         d = load_labelled(ft.data, seed=ft.train.seed)
-        texts, labels = d.validation.texts, [d.label_names[i] for i in d.validation.labels]
-        source = f"{run_dir}/recipe.yaml validation split"
-        calib = d.train.texts
-    else:
+        held = [s for s in (d.validation, d.test) if s is not None]
+        if not recipe.data.path:
+            texts = [t for s in held for t in s.texts]
+            labels = [d.label_names[i] for s in held for i in s.labels]
+            source = f"{run_dir}/recipe.yaml " + " + ".join(s.name for s in held) + " split(s)"
+        extra, calib = d.train.texts, d.train.texts
+    elif not recipe.data.path:
         raise UsageError("quantize needs labelled data to measure accuracy: the model is not a run directory",
                          "pass --data FILE with --text-column and --label-column (e.g. your validation data)")
     if recipe.data.limit and recipe.data.limit < len(texts):
@@ -193,76 +224,10 @@ def _data(recipe: QuantizeRecipe, run_dir: Path | None):
     if len(texts) < 20:
         raise InputError(f"only {len(texts)} labelled rows to measure accuracy on: too few to judge an accuracy drop",
                          "pass a larger --data file (a few hundred rows)")
+    all_texts = list(dict.fromkeys(texts + extra))         # every distinct text once; the labelled ones first
+    index = {t: i for i, t in enumerate(all_texts)}
     rng = np.random.default_rng(0)
+    calib = calib or texts
     calib = [calib[i] for i in rng.permutation(len(calib))[: recipe.calibration_samples]]
-    return texts, labels, calib, source
-
-
-def _export_fp32(src: str, dest: Path) -> None:
-    from nncli.deploy.export import _export_onnx
-    from nncli.recipe.deploy import ExportRecipe
-
-    _export_onnx(src, dest, "sequence-classification", ExportRecipe(model=src))
-    if (Path(src) / "calibration.json").exists():
-        shutil.copy2(Path(src) / "calibration.json", dest / "calibration.json")
-
-
-def _build(name: str, src: str, onnx_dir: Path | None, work: Path, calib_texts: list[str], ref) -> Path:
-    dest = work / name
-    dest.mkdir(parents=True, exist_ok=True)
-    if name.startswith("torch-dynamic-int8"):
-        import json as _json
-
-        for f in Path(src).iterdir():
-            if f.is_file():
-                shutil.copy2(f, dest / f.name)
-        exclude = ["classifier", "pooler", "score"] if name.endswith("head-fp32") else []
-        (dest / "quantization.json").write_text(_json.dumps({"method": "torch-dynamic-int8", "modules": "torch.nn.Linear",
-                                                             "exclude": exclude, "dtype": "qint8",
-                                                             "note": "fp32 weights on disk; int8 applied when nncli loads the model"}))
-        return dest
-    import logging
-
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoCalibrationConfig, AutoQuantizationConfig
-
-    logging.getLogger("optimum").setLevel(logging.ERROR)
-    quantizer = ORTQuantizer.from_pretrained(onnx_dir, file_name="model.onnx")
-    head_nodes = _head_nodes(onnx_dir / "model.onnx")
-    if name == "ort-dynamic-int8":
-        cfg = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)
-        quantizer.quantize(quantization_config=cfg, save_dir=dest)
-    elif name == "ort-dynamic-int8-per-channel":
-        cfg = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True)
-        quantizer.quantize(quantization_config=cfg, save_dir=dest)
-    elif name == "ort-dynamic-int8-head-fp32":
-        cfg = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True, nodes_to_exclude=head_nodes)
-        quantizer.quantize(quantization_config=cfg, save_dir=dest)
-    elif name == "ort-static-int8":
-        from datasets import Dataset
-
-        cfg = AutoQuantizationConfig.avx512_vnni(is_static=True, per_channel=True, operators_to_quantize=["MatMul"],
-                                                 nodes_to_exclude=head_nodes)
-        enc = ref.tokenizer(calib_texts, padding="max_length", truncation=True, max_length=128)  # calibration needs one shape
-        keep = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        ds = Dataset.from_dict({k: enc[k] for k in keep})
-        calibration = AutoCalibrationConfig.percentiles(ds, percentile=99.99)
-        ranges = quantizer.fit(dataset=ds, calibration_config=calibration, operators_to_quantize=cfg.operators_to_quantize,
-                               onnx_augmented_model_name=str(work / "augmented.onnx"))
-        quantizer.quantize(quantization_config=cfg, save_dir=dest, calibration_tensors_range=ranges)
-    else:  # pragma: no cover
-        raise ValueError(name)
-    produced = next(dest.glob("*.onnx"))
-    produced.rename(dest / "model.onnx")
-    for f in TOKENIZER_FILES:
-        if (onnx_dir / f).exists():
-            shutil.copy2(onnx_dir / f, dest / f)
-    return dest
-
-
-def _head_nodes(path: Path) -> list[str]:
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    return [n.name for n in m.graph.node if n.op_type in ("MatMul", "Gemm") and any(k in n.name for k in ("classifier", "pooler",
-                                                                                                       "score", "pre_classifier"))]
+    return {"texts": texts, "labels": labels, "source": source, "all_texts": all_texts,
+            "labelled_index": np.array([index[t] for t in texts]), "calib": calib}

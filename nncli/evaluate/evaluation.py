@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
+from nncli.io.models import detect_task, run_dir_for
 from nncli.evaluate import metrics as M
 from nncli.core.errors import GateFailed, InputError
 from nncli.recipe.evaluate import EvaluateRecipe
@@ -36,11 +37,11 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False) -> dict:
 
     task = recipe.task
     if task == "auto":
-        task = _detect_task(recipe.models[0])
+        task = detect_task(recipe.models[0])
     known = LM_METRICS if task == "causal-lm" else CLASSIFICATION_METRICS + _dynamic_metric_names(recipe)
     check_gate_metrics([g for g in gates if not g["metric"].startswith("slice.")], known)
     if recipe.calibration.fit and not recipe.data.validation:
-        missing = [m for m in recipe.models if _run_dir_for(m) is None]
+        missing = [m for m in recipe.models if run_dir_for(m) is None]
         if missing:
             raise InputError(f"--calibrate needs validation data, and {missing[0]} is not part of a finetune run directory",
                              "pass --validation FILE (held-out data, never the evaluation data itself)")
@@ -358,7 +359,7 @@ def _validation_for(name: str, recipe: EvaluateRecipe, clf):
         s, names, _ = read_texts(recipe.data.validation, recipe.data.text_column, role="validation", encoding=recipe.data.encoding,
                                  clean=recipe.data.clean_text, label_column=recipe.data.label_column)
         return s.texts, s.pairs, np.asarray(map_labels(names, clf.label_names, s.source)), s.source
-    run_dir = _run_dir_for(name)
+    run_dir = run_dir_for(name)
     if run_dir is not None:
         from nncli.recipe.load import load_run_recipe
 
@@ -368,16 +369,6 @@ def _validation_for(name: str, recipe: EvaluateRecipe, clf):
         return v.texts, v.pairs, np.asarray(v.labels), f"{run_dir}/recipe.yaml validation split"
     raise InputError("--calibrate needs validation data: the model is not a run directory with a recipe",
                      "pass --validation FILE (never the evaluation data itself)")
-
-
-def _run_dir_for(name: str) -> Path | None:
-    """The finetune run directory a model belongs to (the model itself, or the parent of its merged/ folder)."""
-    from nncli.io.models import TRAINING_COMMANDS, run_command
-
-    for d in (Path(name), Path(name).parent):
-        if (d / "recipe.yaml").exists() and run_command(d) in TRAINING_COMMANDS:
-            return d
-    return None
 
 
 def _store_temperature(model_dir: Path | None, t: float, source: str, before: float, after: float, decision: dict) -> str | None:
@@ -443,21 +434,6 @@ def _evaluate_lm(name: str, split, recipe: EvaluateRecipe) -> dict:
         if recipe.bootstrap else None
     return {"name": name, "backend": "torch", "path": resolved.path, "metrics": metrics, "ci95": {"perplexity": ci},
             "tokens": int(counts.sum()), "throughput_per_second": round(len(split) / t(), 2), "flat": metrics, "warnings": []}
-
-
-def _detect_task(name: str) -> str:
-    from nncli.io.inference import model_dir_of
-
-    d = model_dir_of(name)
-    cfg = d / "config.json" if d else None
-    if cfg is not None and cfg.exists():
-        try:
-            archs = " ".join(json.loads(cfg.read_text()).get("architectures") or [])
-        except (OSError, ValueError, AttributeError, TypeError):
-            return "sequence-classification"    # loading the model reports what is wrong with its config
-        if "CausalLM" in archs or "LMHead" in archs:
-            return "causal-lm"
-    return "sequence-classification"
 
 
 def _dynamic_metric_names(recipe: EvaluateRecipe) -> list[str]:

@@ -142,3 +142,32 @@ def bootstrap(fn, arrays: list, n: int = 1000, seed: int = 0, level: float = 0.9
         vals.append(fn(*[a[idx] for a in arrays]))
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     return [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
+
+
+# ---------------------------------------------------------------------------------------------- paired comparisons
+
+def rate_bounds(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """One-sided Clopper-Pearson bounds of a rate k/n at `level` (each side holds with that confidence)."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        return 0.0, 1.0
+    lo = float(beta.ppf(1 - level, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(beta.ppf(level, k + 1, n - k)) if k < n else 1.0
+    return lo, hi
+
+
+def paired_drop(y, ref_pred, new_pred, level: float = 0.95) -> dict:
+    """The accuracy lost by `new_pred` against `ref_pred` on the same rows, with exact McNemar statistics: of the m
+    rows where exactly one of the two is right, b are the reference's; conditional on m, b ~ Binomial(m, theta), so
+    one-sided Clopper-Pearson bounds of theta give bounds of the drop (2 theta - 1) m / n."""
+    from scipy.stats import binomtest
+
+    y, a, c = np.asarray(y), np.asarray(ref_pred), np.asarray(new_pred)
+    ra, rc = a == y, c == y
+    b, w = int((ra & ~rc).sum()), int((~ra & rc).sum())
+    n, m = len(y), b + w
+    lo_t, hi_t = rate_bounds(b, m, level) if m else (0.5, 0.5)
+    return {"n": n, "drop": (b - w) / n if n else 0.0, "lower": (2 * lo_t - 1) * m / n if n else 0.0,
+            "upper": (2 * hi_t - 1) * m / n if n else 0.0, "reference_only_right": b, "new_only_right": w,
+            "mcnemar_p": float(binomtest(b, m, 0.5, alternative="greater").pvalue) if m else 1.0}

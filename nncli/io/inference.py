@@ -116,6 +116,14 @@ def release(clf: "Classifier | None") -> None:
     gc.collect()
 
 
+def trained_length(config: dict) -> int | None:
+    """The max_length an nncli run trained and scored with (config.json's `nncli` section): every later command
+    truncates the same way, so its numbers are the run's."""
+    info = config.get("nncli")
+    n = info.get("max_length") if isinstance(info, dict) else None
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(1, keepdims=True)
     e = np.exp(z)
@@ -199,7 +207,7 @@ def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle:
 
     accepted = set(inspect.signature(model.forward).parameters)
     inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted and k in tok.model_input_names]
-    limit = max_length or min(512, getattr(config, "max_position_embeddings", 512) or 512)
+    limit = max_length or trained_length(config.to_dict()) or min(512, getattr(config, "max_position_embeddings", 512) or 512)
     return Classifier(name, resolved.path, "torch-int8" if quant else "torch", labels, read_temperature(Path(resolved.path)), limit,
                       {"inputs": inputs, "source": resolved.source, "config": config.to_dict()}, model, tok)
 
@@ -291,7 +299,7 @@ def _load_onnx_file(name: str, path: Path, max_length: int | None, threads: int 
         labels = [f"LABEL_{i}" for i in range(sess.get_outputs()[0].shape[-1])]
     tok = LiteTokenizer(d)
     inputs = [i.name for i in sess.get_inputs()]
-    limit = max_length or min(512, config.get("max_position_embeddings", 512) or 512)
+    limit = max_length or trained_length(config) or min(512, config.get("max_position_embeddings", 512) or 512)
     return Classifier(name, str(path), "onnxruntime", labels, read_temperature(d), limit,
                       {"inputs": inputs, "source": "onnx", "config": config}, sess, tok)
 

@@ -302,3 +302,26 @@ def model_inputs(model, encoding) -> dict:
     scoring and generation alike)."""
     accepted = accepted_inputs(model)
     return {k: v for k, v in dict(encoding).items() if k in accepted}
+
+
+def run_dir_for(name: str) -> Path | None:
+    """The finetune run directory a model belongs to (the model itself, or the parent of its merged/ folder)."""
+    for d in (Path(name), Path(name).parent):
+        if (d / "recipe.yaml").exists() and run_command(d) in TRAINING_COMMANDS:
+            return d
+    return None
+
+
+def detect_task(name: str) -> str:
+    from nncli.io.inference import model_dir_of
+
+    d = model_dir_of(name)
+    cfg = d / "config.json" if d else None
+    if cfg is not None and cfg.exists():
+        try:
+            archs = " ".join(json.loads(cfg.read_text()).get("architectures") or [])
+        except (OSError, ValueError, AttributeError, TypeError):
+            return "sequence-classification"    # loading the model reports what is wrong with its config
+        if "CausalLM" in archs or "LMHead" in archs:
+            return "causal-lm"
+    return "sequence-classification"

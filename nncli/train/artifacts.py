@@ -100,12 +100,13 @@ def write_profile(out, recipe, pf, merged, tok, report) -> None:
         clf = Classifier(str(out / "merged"), str(out / "merged"), "torch", list(data.label_names), 1.0, pf.max_length,
                          {"inputs": inputs}, merged, tok)
         val = data.validation
+        held = data.test or val          # the test split never chose a checkpoint: its accuracy is not optimistic
         profile = drift.build_profile(
             data.train.texts + val.texts, [data.label_names[i] for i in data.train.labels + val.labels], clf=clf,
-            model_texts=val.texts, model_pairs=val.pairs, model_labels=[data.label_names[i] for i in val.labels],
+            model_texts=held.texts, model_pairs=held.pairs, model_labels=[data.label_names[i] for i in held.labels],
             source=f"{recipe.data.train} (+ validation)", text_column=data.train.columns.get("text"),
             label_column=data.train.columns.get("label"), text_pair_column=data.train.columns.get("text_pair"),
-            model_ref="merged", seed=recipe.train.seed)
+            model_ref="merged", seed=recipe.train.seed, model_split=held.name, selected_on=held is val)
         drift.save_profile(out.path, profile)
         report["artifacts"]["profile"] = drift.PROFILE_FILE
     except Exception as e:  # a missing profile must not lose a finished model; say so
