@@ -176,3 +176,29 @@ def test_classifier_under_accelerate_launch_two_processes(tiny_bert, tiny_data, 
     r = json.loads(printed[0])
     assert r["training"]["world_size"] == 2
     assert r["metrics"]["test"]["macro_f1"] > r["baselines"]["majority_class"]["test"]["macro_f1"]
+
+
+def test_progress_bar_on_a_terminal_keeps_log_lines_on_their_own_lines(tiny_bert, tiny_data, tmp_path):
+    """On a terminal the evaluation lines are printed above the live bar, never onto its line."""
+    import pty
+    import re
+
+    master, slave = pty.openpty()
+    args = finetune_args(tiny_bert, tiny_data, tmp_path / "tty", "train.epochs=8", "train.batch_size=4")
+    p = subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                         env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert p.wait(timeout=300) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    lines = [ln for chunk in text.split("\n") for ln in chunk.split("\r")]
+    assert any("validation accuracy" in ln for ln in lines)
+    assert not [ln for ln in lines if "━" in ln and "validation accuracy" in ln]

@@ -108,6 +108,6 @@ def progress(total: int, description: str):
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[extra]}"),
-                  console=console(), transient=False) as p:
+                  console=console(), transient=False, redirect_stdout=False, redirect_stderr=False) as p:
         task = p.add_task(description, total=total, extra="")
         yield _RichProgress(p, task)

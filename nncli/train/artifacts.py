@@ -40,6 +40,7 @@ def prepared_tokenizer(tok, max_length: int, clean: bool, entities: set[str] | N
 
 
 def save_classifier(run, pf, recipe, out, report) -> None:
+    console.log(f"saving: {'adapter, ' if recipe.method == 'lora' else ''}merged model, drift reference profile, curves in {out.path}")
     model, tok = run.model, prepared_tokenizer(pf.tokenizer, pf.max_length, recipe.data.clean_text)
     arts = report["artifacts"]
     nncli_info = {"task": "sequence-classification", "run": recipe.name, "max_length": pf.max_length,

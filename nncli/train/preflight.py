@@ -193,8 +193,13 @@ def _estimate(pf: Preflight, recipe, check_memory: bool) -> None:
     peak = (runtime + state + act) * 1.15
     tokens_epoch = pf.summary["tokens"]["mean_after_truncation"] * len(pf.data.train)
     flops_per_token = (6 if recipe.method == "full" else 4) * n_layer_params + 6 * layers * s * h
-    threads = recipe.train.threads or os.cpu_count() or 1
-    rate = 70e9 * min(threads, os.cpu_count() or 1)  # ~140 GFLOP/s on 2 cores measured here
+    from nncli.core.machine import busy_cores_elsewhere
+
+    cores = os.cpu_count() or 1
+    threads = min(recipe.train.threads or cores, cores)
+    busy = busy_cores_elsewhere()           # cores other processes keep busy now: they slow training as much
+    free = max(0.25, min(threads, cores - busy)) if busy is not None else threads
+    rate = 70e9 * free  # ~140 GFLOP/s on 2 idle cores measured here
     epoch_s = tokens_epoch * flops_per_token / rate
     epochs = recipe.train.epochs
     if recipe.train.max_steps:
@@ -203,7 +208,8 @@ def _estimate(pf: Preflight, recipe, check_memory: bool) -> None:
     avail = _available_memory()
     pf.estimate = {"parameters": int(n_params), "trainable_parameters": int(trainable), "peak_memory_gb": round(peak / 1e9, 2),
                    "available_memory_gb": round(avail / 1e9, 1) if avail else None,
-                   "seconds_per_epoch": round(epoch_s, 1), "seconds_total_max": round(epoch_s * epochs * 1.15, 1)}
+                   "seconds_per_epoch": round(epoch_s, 1), "seconds_total_max": round(epoch_s * epochs * 1.15, 1),
+                   "cores_busy_elsewhere": None if busy is None else round(busy, 2)}
     if check_memory and avail and peak > 0.9 * avail:
         raise EnvironmentProblem(
             f"this run needs about {peak / 1e9:.1f} GB of memory, more than the {avail / 1e9:.1f} GB available",
@@ -233,8 +239,15 @@ def render(pf: Preflight) -> str:
                  f"truncates {t['truncated_share']:.1%}")
     e = pf.estimate
     lines.append(f"estimate: peak memory ~{e['peak_memory_gb']} GB of {e['available_memory_gb']} GB available; "
-                 f"~{_fmt_s(e['seconds_per_epoch'])} per epoch, at most ~{_fmt_s(e['seconds_total_max'])} in all")
+                 f"~{_fmt_s(e['seconds_per_epoch'])} per epoch, at most ~{_fmt_s(e['seconds_total_max'])} in all"
+                 + _contention(e.get("cores_busy_elsewhere")))
     return "\n".join(lines)
+
+
+def _contention(busy: float | None) -> str:
+    if busy is None:
+        return " (how busy the cores are is unknown here: the time may be longer)"
+    return f" ({busy:.1f} core(s) busy with other processes, counted in)" if busy >= 0.3 else ""
 
 
 def _fmt_s(sec: float) -> str:
