@@ -52,8 +52,8 @@ def main() -> None:
     q = sh("quantize", str(run), "--max-drop", "1.0", "--overwrite", "min_seconds=3")
 
     from nncli.deploy.bench import make_batch, measure
-    from nncli.io.labelled import read_texts
     from nncli.io.inference import load_classifier, quantize_dynamic_int8, release
+    from nncli.io.labelled import read_texts
 
     def torch_int8():
         c = load_classifier(str(run))

@@ -33,8 +33,8 @@ def main() -> None:
     import torch
     from transformers import pipeline
 
-    from nncli.io.labelled import read_texts
     from nncli.io.inference import load_classifier
+    from nncli.io.labelled import read_texts
 
     torch.set_num_threads(os.cpu_count())
     dev, names, _ = read_texts(str(SHARED / "dev.tsv"), "content", label_column="label")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import make_rows, write_csv
 
 from nncli.train import student as D
-
-from conftest import make_rows, write_csv
 
 
 def test_kept_layers_are_evenly_spaced_and_keep_the_top_layer():

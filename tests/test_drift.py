@@ -7,12 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import make_rows, write_csv
 from scipy import stats
 
 from nncli.evaluate import drift as D
-
-from conftest import make_rows, write_csv
-
 
 # ---------------------------------------------------------------------------------------------- statistics
 

@@ -9,7 +9,6 @@ import random
 from html.parser import HTMLParser
 
 import pytest
-
 from conftest import FILLER, finetune_args, write_csv
 
 KEY = "refund"

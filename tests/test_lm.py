@@ -10,10 +10,9 @@ import sys
 import time
 
 import pytest
+from conftest import FACTS, TEMPLATE  # noqa: F401  (shared with tests/test_engine.py)
 
 from nncli.train import lm_data as lm
-
-from conftest import FACTS, TEMPLATE  # noqa: F401  (shared with tests/test_engine.py)
 
 
 def _tok(path):

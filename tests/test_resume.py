@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import finetune_args
 
 ARGS = ("--method", "full", "train.lr=3e-3", "train.epochs=12", "train.early_stopping_patience=0", "train.batch_size=8",

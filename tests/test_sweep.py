@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import finetune_args
 
 
@@ -152,8 +151,8 @@ def test_lr_finder_callback_restores_weights_and_caps_the_suggestion():
 # ---------------------------------------------------------------------------------------------- augmentation
 
 def test_augmentation_methods_are_seeded_and_label_preserving():
-    from nncli.train.augment import augment_split, augment_text, load_synonyms
     from nncli.recipe.finetune import AugmentSpec
+    from nncli.train.augment import augment_split, augment_text, load_synonyms
 
     syn = load_synonyms(None)
     assert "excellent" in syn["great"] and "great" in syn["excellent"]

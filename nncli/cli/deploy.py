@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,15 +19,15 @@ from nncli.core.errors import UsageError
 @app.command()
 def export(
     ctx: typer.Context,
-    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
+    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
                     help="A run directory, model directory or hub id (and optionally a recipe and overrides).", show_default=False)] = None,
-    format: Annotated[Optional[str], typer.Option("--format", "-f", help="onnx or safetensors.")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Export directory (default: <run>/onnx).")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Texts for the parity check (default: the run's validation data).")] = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="onnx or safetensors.")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Export directory (default: <run>/onnx).")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Texts for the parity check (default: the run's validation data).")] = None,
     text_column: TextColOpt = None,
-    atol: Annotated[Optional[float], typer.Option(help="Largest acceptable absolute logit difference (default 1e-4).")] = None,
-    max_flipped: Annotated[Optional[int], typer.Option(help="Largest acceptable number of changed predictions (default 0).")] = None,
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: optimum's choice).")] = None,
+    atol: Annotated[float | None, typer.Option(help="Largest acceptable absolute logit difference (default 1e-4).")] = None,
+    max_flipped: Annotated[int | None, typer.Option(help="Largest acceptable number of changed predictions (default 0).")] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: optimum's choice).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export directory.", metavar="")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -71,14 +71,14 @@ def export(
 @app.command()
 def quantize(
     ctx: typer.Context,
-    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
+    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
                     help="A run directory or model directory (a sequence classifier).", show_default=False)] = None,
-    method: Annotated[Optional[str], typer.Option(help="auto, dynamic or static.")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="auto, torch or onnxruntime.")] = None,
-    max_drop: Annotated[Optional[float], typer.Option(help="Largest acceptable accuracy loss in points (default 1.0).")] = None,
-    max_flip_rate: Annotated[Optional[float], typer.Option(help="Largest acceptable share of changed predictions (e.g. 0.05).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Where the chosen model goes (default <run>/quantized).")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Labelled data for accuracy (default: the run's validation split).")] = None,
+    method: Annotated[str | None, typer.Option(help="auto, dynamic or static.")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, torch or onnxruntime.")] = None,
+    max_drop: Annotated[float | None, typer.Option(help="Largest acceptable accuracy loss in points (default 1.0).")] = None,
+    max_flip_rate: Annotated[float | None, typer.Option(help="Largest acceptable share of changed predictions (e.g. 0.05).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Where the chosen model goes (default <run>/quantized).")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Labelled data for accuracy (default: the run's validation split).")] = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
@@ -132,13 +132,13 @@ def bench(
     models: Annotated[list[str], typer.Argument(help="Run directories, model directories or ONNX exports.")],
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     seq_lens: Annotated[str, typer.Option(help="Comma-separated sequence lengths (tokens).")] = "32,128",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
     torch_int8: Annotated[bool, typer.Option("--torch-int8", help="Also time PyTorch dynamic int8 of each PyTorch model.", metavar="")] = False,
     min_seconds: Annotated[float, typer.Option(help="Time each configuration at least this long.")] = 2.0,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json and latency_throughput.png here.")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json and latency_throughput.png here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
-    baseline: Annotated[Optional[str], typer.Option(help="An earlier bench report.json to compare with.")] = None,
-    fail_if_slower: Annotated[Optional[str], typer.Option(
+    baseline: Annotated[str | None, typer.Option(help="An earlier bench report.json to compare with.")] = None,
+    fail_if_slower: Annotated[str | None, typer.Option(
         help="With --baseline: exit 5 if throughput falls by more than this: a percentage (10%) or a fraction (0.10).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -153,9 +153,8 @@ def bench(
       nncli bench runs/quickstart/finetune/onnx --batch-sizes 1,32 --seq-lens 128 --baseline runs/bench/report.json --fail-if-slower 10%
     """
     def job():
-        from nncli.deploy import bench as bn
-
         from nncli.core.report import parse_slowdown
+        from nncli.deploy import bench as bn
 
         pct = parse_slowdown(fail_if_slower) if fail_if_slower is not None else None
         return bn.run(models, batch_sizes=int_list(batch_sizes, "--batch-sizes"), seq_lens=int_list(seq_lens, "--seq-lens"),
@@ -187,8 +186,8 @@ def bench(
 def generate(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="A causal-LM run directory, its merged/ folder, a model directory or hub id.")],
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="A prompt (repeatable).")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="A file of prompts.")] = None,
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="A prompt (repeatable).")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="A file of prompts.")] = None,
     prompt_column: Annotated[str, typer.Option(help="With --data: the prompt column.")] = "prompt",
     limit: Annotated[int, typer.Option(help="With --data: the first N prompts.")] = 20,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 64,
@@ -245,11 +244,11 @@ def predict(
     data: Annotated[str, typer.Option("--data", "-d", help="Texts: a CSV/TSV/JSON/JSONL/parquet file.")],
     text_column: TextColOpt = None,
     text_pair_column: PairColOpt = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write JSONL here (default: JSONL on stdout).")] = None,
-    id_column: Annotated[Optional[str], typer.Option(help="Column copied to each prediction as its id (default: 'id' if present).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write JSONL here (default: JSONL on stdout).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column copied to each prediction as its id (default: 'id' if present).")] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 64,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N rows.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,22 +16,22 @@ from nncli.core.errors import UsageError
 @app.command()
 def evaluate(
     ctx: typer.Context,
-    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] MODEL... [KEY=VALUE]...",
+    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL... [KEY=VALUE]...",
                     help="Models (run directories, model directories, hub ids, ONNX exports), optionally a recipe and overrides.",
                     show_default=False)] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Evaluation data: a file or hub dataset id.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Evaluation data: a file or hub dataset id.")] = None,
     text_column: TextColOpt = None,
     text_pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
-    slice_column: Annotated[Optional[str], typer.Option(help="Report every metric per value of this column.")] = None,
-    validation: Annotated[Optional[str], typer.Option(help="Data to fit the calibration temperature on (default: the run's validation split).")] = None,
+    slice_column: Annotated[str | None, typer.Option(help="Report every metric per value of this column.")] = None,
+    validation: Annotated[str | None, typer.Option(help="Data to fit the calibration temperature on (default: the run's validation split).")] = None,
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.", metavar="")] = False,
-    bins: Annotated[Optional[int], typer.Option(help="Calibration bins (equal width).")] = None,
-    robustness: Annotated[Optional[bool], typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.", metavar="")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N rows.")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
+    bins: Annotated[int | None, typer.Option(help="Calibration bins (equal width).")] = None,
+    robustness: Annotated[bool | None, typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.", metavar="")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
-    task: Annotated[Optional[str], typer.Option(help="auto, sequence-classification or causal-lm.")] = None,
+    task: Annotated[str | None, typer.Option(help="auto, sequence-classification or causal-lm.")] = None,
     min_: MinOpt = None,
     max_: MaxOpt = None,
     json_out: JsonOpt = False,
@@ -101,14 +101,14 @@ def _render_evaluate(report: dict) -> None:
 def explain(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="A run directory, model directory or hub id (PyTorch; classifier or causal LM).")],
-    text: Annotated[Optional[str], typer.Option("--text", help="One text to explain.")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="A file of texts to explain (and aggregate).")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="One text to explain.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="A file of texts to explain (and aggregate).")] = None,
     text_column: TextColOpt = None,
     limit: Annotated[int, typer.Option(help="With --data: explain the first N texts.")] = 50,
     method: Annotated[str, typer.Option("--method", help="ig, occlusion, attention, a comma-separated list, or all.")] = "all",
     top_k: Annotated[int, typer.Option("--top-k", help="Words removed/kept for the faithfulness scores.")] = 3,
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -147,17 +147,17 @@ def explain(
 @app.command()
 def drift(
     ctx: typer.Context,
-    args: Annotated[Optional[list[str]], typer.Argument(metavar="[RECIPE.yaml] [KEY=VALUE]...",
+    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] [KEY=VALUE]...",
                     help="Optionally a drift recipe, and overrides.", show_default=False)] = None,
-    reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="Run directory with profile.json (from finetune or evaluate --output), a profile.json, or reference data.")] = None,
-    current: Annotated[Optional[str], typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
+    reference: Annotated[str | None, typer.Option("--reference", "-r", help="Run directory with profile.json (from finetune or evaluate --output), a profile.json, or reference data.")] = None,
+    current: Annotated[str | None, typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
-    alpha: Annotated[Optional[float], typer.Option(help="False-alarm rate for the whole report (default 0.05).")] = None,
-    max_accuracy_drop: Annotated[Optional[float], typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Use at most N current rows (seeded sample).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="False-alarm rate for the whole report (default 0.05).")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use at most N current rows (seeded sample).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,10 +17,10 @@ from nncli.core.errors import UsageError
 @app.command("run")
 def run_pipeline(
     ctx: typer.Context,
-    args: Annotated[Optional[list[str]], typer.Argument(metavar="PIPELINE.yaml [KEY=VALUE]...",
+    args: Annotated[list[str] | None, typer.Argument(metavar="PIPELINE.yaml [KEY=VALUE]...",
                     help="A pipeline file (or shipped pipeline name) and overrides (STEP.KEY=VALUE for one step).",
                     show_default=False)] = None,
-    force: Annotated[Optional[list[str]], typer.Option("--force", help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
+    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -66,7 +66,7 @@ def _render_pipeline(r: dict) -> None:
 def report_cmd(
     ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(help="Run directories (finetune, distill, evaluate, quantize, export, bench, drift, pipeline).")],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the Markdown summary here (for a pull-request comment).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the Markdown summary here (for a pull-request comment).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing -o file.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

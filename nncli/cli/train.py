@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -48,11 +48,11 @@ def finetune(
     output: OutputOpt = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
-    method: Annotated[Optional[str], typer.Option(metavar="lora|full", help="LoRA (default) or full fine-tuning.")] = None,
-    task: Annotated[Optional[str], typer.Option(metavar="TASK", help="sequence-classification (default) or causal-lm.")] = None,
-    prompt_column: Annotated[Optional[str], typer.Option(help="causal-lm: prompt column (with --completion-column).")] = None,
-    completion_column: Annotated[Optional[str], typer.Option(help="causal-lm: completion column (loss on completions only).")] = None,
-    messages_column: Annotated[Optional[str], typer.Option(help="causal-lm: chat column, a list of {role, content}.")] = None,
+    method: Annotated[str | None, typer.Option(metavar="lora|full", help="LoRA (default) or full fine-tuning.")] = None,
+    task: Annotated[str | None, typer.Option(metavar="TASK", help="sequence-classification (default) or causal-lm.")] = None,
+    prompt_column: Annotated[str | None, typer.Option(help="causal-lm: prompt column (with --completion-column).")] = None,
+    completion_column: Annotated[str | None, typer.Option(help="causal-lm: completion column (loss on completions only).")] = None,
+    messages_column: Annotated[str | None, typer.Option(help="causal-lm: chat column, a list of {role, content}.")] = None,
     batch_size: BatchOpt = None,
     max_length: MaxLengthOpt = None,
     seed: SeedOpt = None,
@@ -144,8 +144,8 @@ def _render_finetune(report: dict) -> None:
 def distill(
     ctx: typer.Context,
     args: ArgsArg = None,
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="The fine-tuned teacher: a run directory or model directory.")] = None,
-    student: Annotated[Optional[str], typer.Option("--student", help="layers=N (teacher layers kept), hidden=H, both, or a model (default layers=3).")] = None,
+    teacher: Annotated[str | None, typer.Option("--teacher", help="The fine-tuned teacher: a run directory or model directory.")] = None,
+    student: Annotated[str | None, typer.Option("--student", help="layers=N (teacher layers kept), hidden=H, both, or a model (default layers=3).")] = None,
     data: DataOpt = None,
     validation: ValidationOpt = None,
     test: TestOpt = None,
@@ -153,13 +153,13 @@ def distill(
     text_pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
     output: OutputOpt = None,
-    transfer_data: Annotated[Optional[str], typer.Option("--transfer-data", help="Unlabelled texts the teacher labels for the student.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="Soft-target weight (default 0.5).")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Soft-target temperature (default 2).")] = None,
+    transfer_data: Annotated[str | None, typer.Option("--transfer-data", help="Unlabelled texts the teacher labels for the student.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Soft-target weight (default 0.5).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Soft-target temperature (default 2).")] = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
-    control: Annotated[Optional[bool], typer.Option("--control/--no-control", help="Also train the student without the teacher (default on).", metavar="")] = None,
-    min_retention: Annotated[Optional[float], typer.Option("--min-retention", help="Gate: fail (exit 5) if student/teacher metric is below this (e.g. 0.97).")] = None,
+    control: Annotated[bool | None, typer.Option("--control/--no-control", help="Also train the student without the teacher (default on).", metavar="")] = None,
+    min_retention: Annotated[float | None, typer.Option("--min-retention", help="Gate: fail (exit 5) if student/teacher metric is below this (e.g. 0.97).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.", metavar="")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.", metavar="")] = False,
     min_: MinOpt = None,
@@ -238,11 +238,11 @@ def sweep(
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     trials: Annotated[int, typer.Option(metavar="N", help="Trial budget (shared by every worker on the study).", show_default=True)] = 20,
-    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
-    metric: Annotated[Optional[str], typer.Option(help="Validation metric to optimise: macro_f1, accuracy or loss.")] = None,
-    storage: Annotated[Optional[str], typer.Option(help="Study storage URL (default: sqlite in the sweep directory).")] = None,
-    study_name: Annotated[Optional[str], typer.Option(help="Study name (workers sharing a storage must use the same).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Sweep directory (default runs/<name>-sweep).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Validation metric to optimise: macro_f1, accuracy or loss.")] = None,
+    storage: Annotated[str | None, typer.Option(help="Study storage URL (default: sqlite in the sweep directory).")] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study name (workers sharing a storage must use the same).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Sweep directory (default runs/<name>-sweep).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,

@@ -34,7 +34,7 @@ class StopFlag:
         self.message = message
         self._old = {}
 
-    def install(self) -> "StopFlag":
+    def install(self) -> StopFlag:
         import signal
         import threading
 
@@ -64,7 +64,7 @@ class StopFlag:
             signal.signal(sig, old)
         self._old = {}
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         global _active
         _active = self
         return self.install()

@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from nncli.core import console
-from nncli.core.timing import measure
-from nncli.core.errors import GateFailed, InputError, UsageError
-from nncli.core.rundir import RunDir, recording
-from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_bytes
-
+from nncli.core.errors import GateFailed, InputError, UsageError
+from nncli.core.report import Timer, base_report, environment, now
+from nncli.core.rundir import RunDir, recording
+from nncli.core.timing import measure
 
 
 def bench_classifier(clf, batch_sizes: list[int], seq_lens: list[int], **timing) -> list[dict]:

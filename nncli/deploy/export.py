@@ -18,19 +18,18 @@ import numpy as np
 
 from nncli.core import console
 from nncli.core.errors import GateFailed, InputError, Interrupted, UsageError
-from nncli.recipe.deploy import ExportRecipe
-from nncli.recipe.load import dump
+from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.rundir import RunDir, recording
 from nncli.core.signals import StopFlag
-from nncli.core.report import Timer, base_report, environment, now
+from nncli.recipe.deploy import ExportRecipe
+from nncli.recipe.load import dump
 
 COPY_ALONG = ("calibration.json",)
 
 
 def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
     timer = Timer()
-    from nncli.io.models import detect_task, run_dir_for
-    from nncli.io.models import resolve
+    from nncli.io.models import detect_task, resolve, run_dir_for
 
     source = resolve(recipe.model, None, recipe.allow_pickle)
     task = recipe.task if recipe.task != "auto" else detect_task(source.path)
@@ -129,8 +128,8 @@ def _parity_texts(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list
 
         ft = load_run_recipe(run_dir)
         if getattr(ft, "task", None) == "causal-lm":
-            from nncli.train.lm_data import load_examples
             from nncli.io.models import load_tokenizer
+            from nncli.train.lm_data import load_examples
 
             tok = load_tokenizer(str(run_dir / "merged"))
             val = load_examples(ft, tok)["validation"]

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import GateFailed, InputError
-from nncli.core.rundir import RunDir, recording
-from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_bytes, atomic_write_json
+from nncli.core.errors import GateFailed, InputError
+from nncli.core.report import Timer, base_report, environment, now
+from nncli.core.rundir import RunDir, recording
 
 PROFILE_FILE = "profile.json"
 PROFILE_ARRAYS = "profile.npz"
@@ -446,9 +446,9 @@ def severity(t: dict) -> float:
 # ---------------------------------------------------------------------------------------------- command
 
 def run(recipe, *, overwrite: bool = False) -> dict:
-    from nncli.io.tables import read_table
-    from nncli.io.labelled import to_split
     from nncli.io.inference import load_classifier, release
+    from nncli.io.labelled import to_split
+    from nncli.io.tables import read_table
 
     timer = Timer()
     out = RunDir(recipe.output, command="drift") if recipe.output else None

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.io.models import detect_task, run_dir_for
-from nncli.evaluate import metrics as M
+from nncli.core.atomic import atomic_write_json
 from nncli.core.errors import GateFailed, InputError
+from nncli.core.report import Timer, base_report, check_gate_metrics, environment, evaluate_gates, now, peak_memory_mb
+from nncli.core.rundir import RunDir, recording
+from nncli.evaluate import metrics as M
+from nncli.io.models import detect_task, run_dir_for
 from nncli.recipe.evaluate import EvaluateRecipe
 from nncli.recipe.load import dump
-from nncli.core.rundir import RunDir, recording
-from nncli.core.report import Timer, base_report, check_gate_metrics, environment, evaluate_gates, now, peak_memory_mb
-from nncli.core.atomic import atomic_write_json
 
 CLASSIFICATION_METRICS = ["accuracy", "macro_f1", "loss", "ece", "mce", "brier", "flip_rate", "max_flip_rate",
                           "min_robust_accuracy", "worst_slice_accuracy", "worst_slice_macro_f1", "majority_accuracy"]
@@ -352,8 +352,8 @@ def _compare(results: list[dict], recipe: EvaluateRecipe) -> list[dict]:
 
 def _validation_for(name: str, recipe: EvaluateRecipe, clf):
     """Validation texts for temperature fitting: --validation, else the run directory's own validation split."""
-    from nncli.io.labelled import load_labelled, read_texts
     from nncli.io.inference import map_labels
+    from nncli.io.labelled import load_labelled, read_texts
 
     if recipe.data.validation:
         s, names, _ = read_texts(recipe.data.validation, recipe.data.text_column, role="validation", encoding=recipe.data.encoding,
@@ -392,9 +392,8 @@ def _store_temperature(model_dir: Path | None, t: float, source: str, before: fl
 def _evaluate_lm(name: str, split, recipe: EvaluateRecipe) -> dict:
     import torch
 
-    from nncli.io.models import load_tokenizer, resolve
-
     from nncli.core.machine import set_threads
+    from nncli.io.models import load_tokenizer, resolve
 
     set_threads(recipe.threads)
     resolved = resolve(name, None, recipe.allow_pickle)

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import InputError, UsageError, missing_extra
-from nncli.core.rundir import RunDir, recording
-from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_text
+from nncli.core.errors import InputError, UsageError, missing_extra
+from nncli.core.report import Timer, base_report, environment, now
+from nncli.core.rundir import RunDir, recording
 from nncli.evaluate.explain_views import to_html
 
 METHODS = ("ig", "occlusion", "attention")
@@ -43,9 +43,9 @@ class Explainer:
         import torch
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+        from nncli.core.machine import set_threads
         from nncli.io.inference import model_dir_of, read_temperature
         from nncli.io.models import check_labels, is_weights_error, load_config, load_tokenizer, resolve, weights_error
-        from nncli.core.machine import set_threads
 
         set_threads(threads)
         p = Path(name)

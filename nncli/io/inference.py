@@ -107,7 +107,7 @@ class Classifier:
         return softmax(self.logits(texts, pairs, batch_size) / (temperature or self.temperature))
 
 
-def release(clf: "Classifier | None") -> None:
+def release(clf: Classifier | None) -> None:
     """Free a model now (an ONNX Runtime session's spinning threads would otherwise slow whatever runs next)."""
     import gc
 

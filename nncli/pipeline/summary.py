@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nncli.core.errors import InputError
 from nncli.core.atomic import atomic_write_text
+from nncli.core.errors import InputError
 from nncli.core.markdown import table
 
 

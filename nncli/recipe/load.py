@@ -165,7 +165,7 @@ def load_recipe(command: str, path: str | Path | None = None, overrides: list[st
     return validate(command, raw, source=str(path) if path else "recipe")
 
 
-def load_run_recipe(run_dir: str | Path) -> "FinetuneRecipe":
+def load_run_recipe(run_dir: str | Path) -> FinetuneRecipe:
     """The resolved recipe of a training run directory (finetune or distill: both carry data and train sections)."""
     path = Path(run_dir) / "recipe.yaml"
     return load_recipe("distill" if read_yaml(path).get("command") == "distill" else "finetune", path)

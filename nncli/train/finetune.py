@@ -106,9 +106,9 @@ def start(recipe, *, command: str, resume: bool, overwrite: bool, dry_run: bool 
 
 def train(s: Session, *, find_lr: str | None = None, callbacks: tuple = (), build=None):
     """Build the task and train it; None when only a learning-rate range test was asked for."""
-    from nncli.train.callbacks import MetricsLog, Trackers
-
     from accelerate.utils import set_seed
+
+    from nncli.train.callbacks import MetricsLog, Trackers
 
     r = s.recipe
     set_seed(r.train.seed)             # the new head's initial weights depend on it

@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nncli.io.labelled import LabelledData, load_labelled
 from nncli.core.errors import EnvironmentProblem, InputError, NncliError, UsageError
+from nncli.io.labelled import LabelledData, load_labelled
 
 
 @dataclass

@@ -21,10 +21,10 @@ import json
 from pathlib import Path
 
 from nncli.core import console
-from nncli.core.errors import GateFailed, InputError, Interrupted, UsageError
-from nncli.core.rundir import RunDir
-from nncli.core.report import RunReport, Timer, base_report, environment, now
 from nncli.core.atomic import atomic_write_bytes
+from nncli.core.errors import GateFailed, InputError, Interrupted, UsageError
+from nncli.core.report import RunReport, Timer, base_report, environment, now
+from nncli.core.rundir import RunDir
 from nncli.train.loop import Callback
 
 DEFAULT_SPACE = {
@@ -239,8 +239,8 @@ def _score_test(recipe, run_dir: str | None) -> dict | None:
     import numpy as np
 
     from nncli.evaluate import metrics as M
-    from nncli.io.labelled import load_labelled
     from nncli.io.inference import load_classifier, map_labels, release, softmax
+    from nncli.io.labelled import load_labelled
 
     data = load_labelled(recipe.data, seed=recipe.train.seed)
     if data.test is None:
