@@ -171,8 +171,9 @@ def test_evaluate_calibrate_says_so_when_held_out_ece_gets_worse(trained_run, ti
     rows = make_rows(300, seed=51)
     pred = _predicted(run, rows)
     names = ["negative", "neutral", "positive"]
-    # half of the labels wrong where the model is right: it looks over-confident on this split, not on the clean test split
-    noisy = [{**r, "label": names[(names.index(r["label"]) + 1) % 3]} if (p == r["label"] and i % 2 == 0) else r
+    # three in four labels wrong where the model is right: it looks over-confident on this split (the tiny model is
+    # under-confident on clean data), so softening is fitted and makes the clean test split's ECE worse
+    noisy = [{**r, "label": names[(names.index(r["label"]) + 1) % 3]} if (p == r["label"] and i % 4 != 0) else r
              for i, (r, p) in enumerate(zip(rows, pred))]
     val = write_csv(tmp_path / "noisy.csv", noisy)
     out = tmp_path / "ev"
