@@ -299,3 +299,19 @@ def test_preflight_summary(planted):
     assert summary["metrics"]["label_issues"] >= 15 and summary["metrics"]["cross_split_duplicates"] == 1
     assert len(summary["top_label_issues"]) == 10 and summary["top_label_issues"][0]["suggested"] in ("negative", "positive")
     assert any(w.startswith("label issues:") for w in warnings) and any(w.startswith("leakage:") for w in warnings)
+
+
+def test_finetune_with_data_audit_puts_the_audit_summary_in_the_report(planted, tiny_bert, tmp_path, cli):
+    """data.audit=true runs the audit in pre-flight: the planted flips and the train/test leak are in report.json and on
+    stderr before training starts."""
+    out = tmp_path / "run"
+    code, stdout, stderr = cli("finetune", "--model", tiny_bert, "--data", planted["train"], "--test", planted["test"],
+                               "-o", out, "train.epochs=1", "data.max_length=32", "data.audit=true", "--json")
+    assert code == 0, stderr
+    audit = json.loads(stdout)["data"]["audit"]
+    assert audit["metrics"]["label_issues"] >= 12 and audit["metrics"]["cross_split_duplicates"] >= 1
+    top = audit["top_label_issues"]
+    # file rows are 1-based data rows; the planted flips are 0-based indices of the written rows
+    assert len(top) == 10 and sum(t["row"] - 1 in planted["flips"] for t in top) >= 8
+    assert "pre-flight: auditing the data" in stderr
+    assert any(w.startswith("leakage:") for w in json.loads((out / "report.json").read_text())["warnings"])

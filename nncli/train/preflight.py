@@ -76,7 +76,20 @@ def _data_checks(pf: Preflight, recipe) -> None:
     _class_checks(data, recipe, summary, pf.warnings)
     _duplicate_checks(data, summary, pf.warnings)
     _length_checks(pf, recipe, summary)
+    if getattr(recipe.data, "audit", False):
+        _audit(pf, recipe, summary)
     pf.summary = summary
+
+
+def _audit(pf: Preflight, recipe, summary: dict) -> None:
+    """data.audit=true: nncli audit's checks (label issues, near-duplicates, outliers) on the training data, with
+    the recipe's own model as the encoder; the summary goes into report.json's data section, its warnings to stderr."""
+    from nncli.core import console
+    from nncli.evaluate.audit import preflight_summary
+
+    console.log("pre-flight: auditing the data (label issues, near-duplicates, outliers)")
+    summary["audit"], warnings = preflight_summary(pf.data, model_path=pf.model_path, seed=recipe.train.seed)
+    pf.warnings.extend(warnings)
 
 
 def _class_checks(data, recipe, summary: dict, w: list[str]) -> None:
