@@ -116,6 +116,31 @@ def test_labels_empty_texts_and_split(tmp_path):
     assert load_labelled(spec(p)).validation.texts == d.validation.texts  # seeded
 
 
+def test_drops_are_reported_once_when_validation_is_split_from_train(tmp_path):
+    p = tmp_path / "d.csv"
+    rows = ["text,label"] + [f"text {i},{i % 3}.0" for i in range(60)] + [",1", "no label,"]
+    p.write_text("\n".join(rows) + "\n")
+    d = load_labelled(spec(p))
+    drops = [n for n in d.notes if "rows read" in n]
+    assert drops == [f"train: 62 rows read, 60 kept ({len(d.validation)} of them held out for validation); "
+                     "dropped 1 with empty text, 1 with missing label"]
+
+
+def test_missing_columns_hint_at_the_likely_text_and_label_columns(tmp_path):
+    import pandas as pd
+
+    p = tmp_path / "reviews.tsv"
+    pd.DataFrame({"Review Text": [f"the lamp number {i} was {'good' if i % 2 else 'bad'} and arrived late" for i in range(40)],
+                  "Rating": ["pos" if i % 2 else "neg" for i in range(40)], "Stars": [float(i % 5 + 1) for i in range(40)]}
+                 ).to_csv(p, sep="\t")
+    with pytest.raises(UsageError) as e:
+        load_labelled(spec(p))
+    assert e.value.hint.startswith("'Review Text' looks like it: pass --text-column 'Review Text'")
+    with pytest.raises(UsageError) as e:
+        load_labelled(spec(p, text_column="Review Text"))
+    assert e.value.hint.startswith("'Rating' looks like it: pass --label-column 'Rating'")
+
+
 def test_unseen_labels_in_validation_are_refused(tmp_path):
     tr, va = tmp_path / "t.csv", tmp_path / "v.csv"
     tr.write_text("text,label\na,x\nb,y\nc,x\n")

@@ -99,9 +99,38 @@ def check_column(table: Table, column: str, key: str, role: str) -> None:
     if column not in table.columns:
         cols = list(table.columns)
         close = difflib.get_close_matches(column, cols, n=1, cutoff=0.5) or [c for c in cols if c.lower() == column.lower()]
-        hint = f"did you mean '{close[0]}'? (set {key}={close[0]})" if close else f"set {key} to one of: {', '.join(map(str, cols))}"
+        guess = None if close else likely_column(table, "label" if key.endswith("label_column") else "text")
+        if close:
+            hint = f"did you mean '{close[0]}'? (set {key}={close[0]})"
+        elif guess:
+            flag = "--label-column" if key.endswith("label_column") else "--text-column"
+            hint = f"'{guess}' looks like it: pass {flag} '{guess}' (or set {key}); the columns are {', '.join(map(str, cols))}"
+        else:
+            hint = f"set {key} to one of: {', '.join(map(str, cols))}"
         raise UsageError(f"{key}: column '{column}' not found in {role} data {Path(table.source).name} "
                          f"(columns: {', '.join(map(str, cols))})", hint)
+
+
+def likely_column(table: Table, kind: str) -> str | None:
+    """The column that most looks like the texts (the longest non-numeric values) or the labels (few distinct values
+    that repeat), for a hint; None when nothing stands out."""
+    def values(c):
+        return [str(v).strip() for v in table.columns[c][:2000] if v is not None and str(v).strip()]
+
+    def numeric(vs):
+        return all(re.fullmatch(r"[+-]?\d+(\.\d+)?", v) for v in vs)
+
+    scored = []
+    for c in table.columns:
+        vs = values(c)
+        if not vs:
+            continue
+        distinct = len(set(vs))
+        if kind == "text" and not numeric(vs) and distinct > len(vs) / 2:
+            scored.append((sum(map(len, vs)) / len(vs), c))
+        elif kind == "label" and 2 <= distinct <= min(100, len(vs) // 3):
+            scored.append((-distinct, c))
+    return max(scored)[1] if scored else None
 
 
 def pick_column(table: Table, column, key: str, role: str) -> str:
@@ -153,11 +182,13 @@ def to_split(table: Table, name: str, text_column, label_column, pair_column: st
     return split, names
 
 
-def _split_note(split: Split) -> str | None:
+def _split_note(split: Split, held_out: int = 0) -> str | None:
+    """What the reader dropped from one file; `held_out`: rows of it moved into a validation split made from it."""
     if not split.dropped:
         return None
     parts = ", ".join(f"{n} with {k.replace('_', ' ')}" for k, n in split.dropped.items())
-    return f"{split.name}: {split.rows_read} rows read, {len(split)} kept; dropped {parts}"
+    kept = f"{len(split) + held_out} kept ({held_out} of them held out for validation)" if held_out else f"{len(split)} kept"
+    return f"{split.name}: {split.rows_read} rows read, {kept}; dropped {parts}"
 
 
 # ---------------------------------------------------------------------------------------------- the whole labelled set
@@ -214,7 +245,8 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
             if len(s) == 0:
                 raise InputError(f"{s.name} data {Path(s.source).name} has no usable rows ({s.rows_read} read, all empty "
                                  "or unlabelled)", f"check data.text_column={data.text_column} and data.label_column={data.label_column}")
-            note = _split_note(s)
+            held_out = len(validation) if s is train and val_t is None else 0
+            note = None if s is validation and val_t is None else _split_note(s, held_out)
             if note:
                 notes.append(note)
     fp = hashlib.sha256("|".join([t.fingerprint for t in (train_t, val_t, test_t) if t] +
