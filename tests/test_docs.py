@@ -152,6 +152,13 @@ def test_every_link_resolves():
                 assert anchor in slugs, f"{page.relative_to(ROOT)}: no heading for #{anchor} in {dest.name}"
 
 
+def test_docs_install_the_distribution_name():
+    for page in _pages():
+        text = page.read_text()
+        assert not re.search(r"pip install (-\S+ )*'?nncli(\[|'|\s|$)", text), page.name
+        assert "'nncli[" not in text and "`nncli[" not in text, page.name
+
+
 def test_readme_first_screen_is_the_newcomers_path():
     first = "\n".join(README.read_text().splitlines()[:40])
     assert "make demo" in first and "pip install -c constraints.txt 'nncli-toolkit[demo]'" in first
