@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/install-torch.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	scripts/install-torch.sh $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[demo,dev,tensorboard,explain,sweep,audit]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[demo,dev,tensorboard,explain,sweep,audit,mlflow]"
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 

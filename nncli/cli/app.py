@@ -12,17 +12,39 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from nncli import __version__
 from nncli.cli.options import DebugOpt, JsonOpt, QuietOpt
 from nncli.cli.output import Output, print_json
 
-app = typer.Typer(name="nncli", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+class Group(TyperGroup):
+    """Typer writes `<bool>` beside a flag that takes no value (--help, --install-completion, any flag declared without
+    metavar=""), as if it took one: blank it here, for this group and every command under it."""
+
+    def get_params(self, ctx):
+        return _blank_flag_types(super().get_params(ctx))
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            _blank_flag_types(cmd.get_params(ctx))
+        return cmd
+
+
+def _blank_flag_types(params: list) -> list:
+    for p in params:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+    return params
+
+
+app = typer.Typer(name="nncli", cls=Group, no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Fine-tune, evaluate, distill, quantize and export Hugging Face models, with gates for CI.\n\n"
                        "Exit codes: 0 ok, 1 internal error, 2 usage, 3 input, 4 environment, 5 gate failed, "
                        "130 interrupted.")
-recipes_app = typer.Typer(no_args_is_help=True, help="List, show, copy and validate recipes.")
+recipes_app = typer.Typer(cls=Group, no_args_is_help=True, help="List, show, copy and validate recipes.")
 app.add_typer(recipes_app, name="recipes", help="List, show, copy and validate recipes.")
 
 

@@ -17,6 +17,19 @@ def split_args(args: list[str] | None) -> tuple[str | None, list[str]]:
     return recipe, args
 
 
+DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+
+
+def recipe_or_data(recipe: str | None, data: str | None) -> tuple[str | None, str | None]:
+    """A data file where the recipe goes (`nncli finetune my.csv --label-column stars`) is the training data."""
+    if recipe is None or not recipe.lower().endswith(DATA_SUFFIXES):
+        return recipe, data
+    if data is not None:
+        raise UsageError(f"{recipe!r} is a data file, and --data {data!r} was given too",
+                         f"give the training data once: --data {data}, or {recipe} alone")
+    return None, recipe
+
+
 def columns(names: list[str] | None):
     """A repeated --text-column: one name, or a list of candidates (the first each file has)."""
     if not names:

@@ -12,15 +12,18 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON ob
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.", metavar="")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also NNCLI_DEBUG=1).", metavar="")]
 ArgsArg = Annotated[list[str] | None, typer.Argument(
-    metavar="[RECIPE] [KEY=VALUE]...", help="A recipe file or shipped recipe name, then dotted overrides such as train.lr=1e-3.",
+    metavar="[RECIPE] [KEY=VALUE]...", help="A recipe file or shipped recipe name (finetune, sweep, validate: or a data file, the training data), "
+         "then dotted overrides such as train.lr=1e-3.",
     show_default=False)]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Hub id, model directory or run directory.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Hub id, model directory or run directory "
+                                                 "(default sentence-transformers/all-MiniLM-L6-v2).")]
 DataOpt = Annotated[str | None, typer.Option("--data", "-d", help="Training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id.")]
 ValidationOpt = Annotated[str | None, typer.Option("--validation", help="Validation file (default: a stratified 10% split of --data).")]
 TestOpt = Annotated[str | None, typer.Option("--test", help="Test file, scored once at the end.")]
-TextColOpt = Annotated[list[str] | None, typer.Option("--text-column", help="Text column; repeat it when files name it differently.")]
+TextColOpt = Annotated[list[str] | None, typer.Option("--text-column", metavar="COLUMN",
+                                                     help="Text column (default text); repeat it when files name it differently.")]
 PairColOpt = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column for pair tasks.")]
-LabelColOpt = Annotated[str | None, typer.Option("--label-column", help="Label column (strings or integers).")]
+LabelColOpt = Annotated[str | None, typer.Option("--label-column", metavar="COLUMN", help="Label column, strings or integers (default label).")]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Run directory (default runs/<recipe name>).")]
 MinOpt = Annotated[list[str] | None, typer.Option("--min", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is below VALUE.")]
 MaxOpt = Annotated[list[str] | None, typer.Option("--max", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is above VALUE.")]

@@ -20,7 +20,7 @@ def run_pipeline(
     args: Annotated[list[str] | None, typer.Argument(metavar="PIPELINE.yaml [KEY=VALUE]...",
                     help="A pipeline file (or shipped pipeline name) and overrides (STEP.KEY=VALUE for one step).",
                     show_default=False)] = None,
-    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
+    force: Annotated[list[str] | None, typer.Option("--force", metavar="STEP", help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,

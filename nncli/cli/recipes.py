@@ -24,24 +24,17 @@ def recipes_list(ctx: typer.Context, json_out: JsonOpt = False):
       nncli recipes list
     """
     def job():
-        from nncli.recipe.shipped import shipped_recipes
+        from nncli.recipe.shipped import describe, shipped_recipes
 
-        items = []
-        for name, path in shipped_recipes().items():
-            desc = ""
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.startswith("#"):
-                    desc = line.lstrip("# ").strip()
-                    break
-            items.append({"name": name, "description": desc, "path": str(path)})
+        items = [{"name": name, "description": describe(path), "path": str(path)} for name, path in shipped_recipes().items()]
         return {"recipes": items, "exit_code": 0}
 
     def render(r):
         from rich.table import Table
 
         t = Table(show_header=True)
-        t.add_column("recipe")
-        t.add_column("what it does")
+        t.add_column("recipe", no_wrap=True)
+        t.add_column("what it does", overflow="fold")   # wrapped, never cut
         for item in r["recipes"]:
             t.add_row(item["name"], item["description"])
         stdout().print(t)

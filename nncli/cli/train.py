@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from nncli.cli.app import app
-from nncli.cli.args import columns, gate_flags, split_args
+from nncli.cli.args import columns, gate_flags, recipe_or_data, split_args
 from nncli.cli.options import (
     ArgsArg,
     BatchOpt,
@@ -73,6 +73,8 @@ def finetune(
 
       nncli finetune reviews
 
+      nncli finetune my.csv --text-column review --label-column stars -o runs/stars
+
       nncli finetune --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv --text-column review --label-column stars -o runs/stars
 
       nncli finetune my.yaml train.lr=1e-3 train.epochs=5 --min test.macro_f1=0.6 --json
@@ -85,8 +87,9 @@ def finetune(
         from nncli.train import finetune as ft
 
         recipe_name, overrides = split_args(args)
+        recipe_name, train = recipe_or_data(recipe_name, data)   # nncli finetune my.csv ...
         path = find_recipe(recipe_name) if recipe_name else None
-        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+        flags = {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
                  "data.text_column": columns(text_column),
                  "data.text_pair_column": text_pair_column, "data.label_column": label_column, "output": output,
                  "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
@@ -239,9 +242,9 @@ def sweep(
     label_column: LabelColOpt = None,
     trials: Annotated[int, typer.Option(metavar="N", help="Trial budget (shared by every worker on the study).", show_default=True)] = 20,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
-    metric: Annotated[str | None, typer.Option(help="Validation metric to optimise: macro_f1, accuracy or loss.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Validation metric to optimise: macro_f1, accuracy or loss (default: the recipe's train.metric, macro_f1).")] = None,
     storage: Annotated[str | None, typer.Option(help="Study storage URL (default: sqlite in the sweep directory).")] = None,
-    study_name: Annotated[str | None, typer.Option(help="Study name (workers sharing a storage must use the same).")] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study name, the same for workers sharing a storage (default: the recipe's name).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Sweep directory (default runs/<name>-sweep).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -263,8 +266,9 @@ def sweep(
         from nncli.train import sweep as sw
 
         recipe_name, overrides = split_args(args)
+        recipe_name, train = recipe_or_data(recipe_name, data)   # nncli finetune my.csv ...
         path = find_recipe(recipe_name) if recipe_name else None
-        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+        flags = {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
                  "data.text_column": columns(text_column), "data.label_column": label_column}
         recipe = load_recipe("finetune", path, overrides, flags)
         return sw.run(recipe, trials=trials, timeout=timeout, metric=metric, storage=storage, study_name=study_name, output=output)
@@ -318,8 +322,9 @@ def validate(
         from nncli.recipe.shipped import find_recipe
 
         recipe_name, overrides = split_args(args)
+        recipe_name, train = recipe_or_data(recipe_name, data)   # nncli finetune my.csv ...
         path = find_recipe(recipe_name) if recipe_name else None
-        flags = {"model.name": model, "data.train": data, "data.validation": validation, "data.test": test,
+        flags = {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
                  "data.text_column": columns(text_column),
                  "data.label_column": label_column}
         from nncli.recipe.shipped import recipe_command

@@ -58,7 +58,7 @@ class Interrupted(NncliError):
     code = ExitCode.INTERRUPTED
 
 
-EXTRAS = ("demo", "tensorboard", "explain", "sweep", "audit", "dev")   # [project.optional-dependencies] in pyproject.toml
+EXTRAS = ("demo", "tensorboard", "explain", "sweep", "audit", "mlflow", "dev")   # [project.optional-dependencies]
 
 
 def install_command(extra: str | None = None) -> str:

@@ -56,12 +56,16 @@ def run(model: str, data: str, *, text_column="text", text_pair_column: str | No
               "rows": n_rows, "scored": len(keep), "skipped": {"empty_text": skipped} if skipped else {},
               "temperature": clf.temperature, "predicted_distribution": dict(counts), "seconds": seconds,
               "throughput_per_second": round(len(keep) / seconds, 2) if seconds else None}
+    # stderr has the summary only where stdout does not already say it (the result line under --output), and
+    # always the warning about skipped rows
     line = f"predict: {n_rows} input rows, {len(keep)} scored, {skipped} skipped"
-    (console.warn if skipped else console.log)(line + (f" ({SKIP_EMPTY}: their rows say skipped)" if skipped else ""))
+    if skipped:
+        console.warn(f"{line} ({SKIP_EMPTY}: their rows say skipped)")
+    elif not output:
+        console.log(f"{line} ({report['throughput_per_second']} texts/s, {clf.backend})")
     if output:
         atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
         report["output"] = str(output)
-        console.log(f"wrote {len(records)} rows to {output} ({report['throughput_per_second']} texts/s, {clf.backend})")
     else:
         report["predictions"] = records
     return report

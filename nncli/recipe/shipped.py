@@ -24,6 +24,24 @@ def shipped_recipes() -> dict[str, Path]:
     return {p.stem: p for p in sorted(recipes_dir().glob("*.yaml"))}
 
 
+def describe(path: Path) -> str:
+    """The first sentence of a recipe's comment header (its first paragraph may span several lines), whole."""
+    import re
+
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if not text:
+            if words:
+                break
+            continue
+        words.append(text)
+    paragraph = " ".join(words)
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z(`])", paragraph, maxsplit=1)[0]
+
+
 def find_recipe(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.exists():

@@ -48,11 +48,7 @@ class Trackers(Callback):
 
                 self.tb = SummaryWriter(str(self.out / "tensorboard"))
             if "mlflow" in self.names:
-                import mlflow
-
-                self.mlflow = mlflow
-                mlflow.start_run(run_name=self.run_name)
-                mlflow.log_params({k: str(v)[:250] for k, v in self.params.items()})
+                self._start_mlflow()
             if "wandb" in self.names:
                 import wandb
 
@@ -60,6 +56,21 @@ class Trackers(Callback):
         except ImportError as e:
             name = e.name or str(e)
             raise missing_extra(name, {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}.get(name, name)) from None
+
+    def _start_mlflow(self) -> None:
+        import mlflow
+
+        try:
+            mlflow.start_run(run_name=self.run_name)
+            mlflow.log_params({k: str(v)[:250] for k, v in self.params.items()})
+        except Exception as e:  # an unreachable server or a refused store: the user's setting, not a bug in nncli
+            from nncli.core.errors import EnvironmentProblem
+
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise EnvironmentProblem(f"MLflow could not log to MLFLOW_TRACKING_URI={mlflow.get_tracking_uri()}: {why}",
+                                     "set MLFLOW_TRACKING_URI to a reachable server or a writable sqlite:///PATH/mlflow.db "
+                                     "(a file: store needs MLFLOW_ALLOW_FILE_STORE=true with MLflow 3)") from None
+        self.mlflow = mlflow
 
     def _log(self, values: dict, step: int) -> None:
         if self.tb:
