@@ -92,7 +92,8 @@ def main() -> None:
               "median_ms": {k: round(statistics.median(v), 1) for k, v in times.items()},
               "int8_op_share": {k: round(v / total, 4) for k, v in agg.most_common()},
               "int8_gemm_share": round(sum(v for k, v in agg.items() if k in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat",
-                                                                                "MatMulInteger", "DynamicQuantizeLinear")) / total, 4)}
+                                                                                "MatMulInteger",
+                                                                              "DynamicQuantizeLinear")) / total, 4)}
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -38,7 +38,8 @@ def root(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.", metavar="")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.",
+                                          metavar="")] = False,
 ):
     """Fine-tune, evaluate, distill, quantize and export Hugging Face models, with gates for CI."""
     ctx.obj = Output(json_out, quiet, debug)

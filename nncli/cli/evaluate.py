@@ -24,12 +24,17 @@ def evaluate(
     text_pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
     slice_column: Annotated[str | None, typer.Option(help="Report every metric per value of this column.")] = None,
-    validation: Annotated[str | None, typer.Option(help="Data to fit the calibration temperature on (default: the run's validation split).")] = None,
-    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.", metavar="")] = False,
+    validation: Annotated[str | None,
+                          typer.Option(help="Data to fit the calibration temperature on "
+                                            "(default: the run's validation split).")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.",
+                                            metavar="")] = False,
     bins: Annotated[int | None, typer.Option(help="Calibration bins (equal width).")] = None,
-    robustness: Annotated[bool | None, typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.", metavar="")] = None,
+    robustness: Annotated[bool | None, typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.",
+                                                    metavar="")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.")] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
+    output: Annotated[str | None,
+                      typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
     task: Annotated[str | None, typer.Option(help="auto, sequence-classification or causal-lm.")] = None,
     min_: MinOpt = None,
@@ -44,7 +49,8 @@ def evaluate(
 
       nncli evaluate runs/quickstart/finetune --data recipes/data/reviews/test.csv --slice-column category -o runs/eval
 
-      nncli evaluate runs/quickstart/finetune runs/quickstart/finetune/merged-int8 --data test.csv --min accuracy=0.85 --max ece=0.05
+      nncli evaluate runs/quickstart/finetune runs/quickstart/finetune/merged-int8 --data test.csv \\
+        --min accuracy=0.85 --max ece=0.05
 
       nncli evaluate runs/quickstart/finetune --data test.csv --calibrate --json
     """
@@ -108,7 +114,9 @@ def explain(
     method: Annotated[str, typer.Option("--method", help="ig, occlusion, attention, a comma-separated list, or all.")] = "all",
     top_k: Annotated[int, typer.Option("--top-k", help="Words removed/kept for the faithfulness scores.")] = 3,
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
+    output: Annotated[str | None,
+                      typer.Option("--output", "-o",
+                                   help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -149,13 +157,18 @@ def drift(
     ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] [KEY=VALUE]...",
                     help="Optionally a drift recipe, and overrides.", show_default=False)] = None,
-    reference: Annotated[str | None, typer.Option("--reference", "-r", help="Run directory with profile.json (from finetune or evaluate --output), a profile.json, or reference data.")] = None,
-    current: Annotated[str | None, typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
+    reference: Annotated[str | None, typer.Option("--reference", "-r",
+                                                  help="Run directory with profile.json (from finetune or evaluate --output), a "
+                                                       "profile.json, or reference data.")] = None,
+    current: Annotated[str | None,
+                       typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
+    model: Annotated[str | None,
+                     typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     alpha: Annotated[float | None, typer.Option(help="False-alarm rate for the whole report (default 0.05).")] = None,
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
+    max_accuracy_drop: Annotated[float | None,
+                                 typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use at most N current rows (seeded sample).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,

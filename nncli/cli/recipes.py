@@ -109,7 +109,8 @@ def recipes_copy(
 
 
 @recipes_app.command("validate")
-def recipes_validate(ctx: typer.Context, paths: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")], json_out: JsonOpt = False):
+def recipes_validate(ctx: typer.Context, paths: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")],
+                     json_out: JsonOpt = False):
     """Check recipes against their schemas (no data is read). Every problem in every file is listed.
 
     Examples:
@@ -143,4 +144,5 @@ def recipes_validate(ctx: typer.Context, paths: Annotated[list[str], typer.Argum
                              details=problems)
         return {"recipes": results, "exit_code": 0}
 
-    execute(ctx, job, json_out, False, False, lambda r: stdout().print("\n".join(f"ok: {x['path']}" for x in r["recipes"]), markup=False))
+    execute(ctx, job, json_out, False, False, lambda r: stdout().print("\n".join(f"ok: {x['path']}" for x in r["recipes"]),
+                                                                       markup=False))

@@ -99,7 +99,8 @@ def check_column(table: Table, column: str, key: str, role: str) -> None:
     if column not in table.columns:
         cols = list(table.columns)
         close = difflib.get_close_matches(column, cols, n=1, cutoff=0.5) or [c for c in cols if c.lower() == column.lower()]
-        hint = f"did you mean '{close[0]}'? (set {key}={close[0]})" if close else f"set {key} to one of: {', '.join(map(str, cols))}"
+        hint = (f"did you mean '{close[0]}'? (set {key}={close[0]})" if close
+                else f"set {key} to one of: {', '.join(map(str, cols))}")
         raise UsageError(f"{key}: column '{column}' not found in {role} data {Path(table.source).name} "
                          f"(columns: {', '.join(map(str, cols))})", hint)
 
@@ -213,7 +214,8 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
         if s is not None:
             if len(s) == 0:
                 raise InputError(f"{s.name} data {Path(s.source).name} has no usable rows ({s.rows_read} read, all empty "
-                                 "or unlabelled)", f"check data.text_column={data.text_column} and data.label_column={data.label_column}")
+                                 "or unlabelled)",
+                                 f"check data.text_column={data.text_column} and data.label_column={data.label_column}")
             note = _split_note(s)
             if note:
                 notes.append(note)
