@@ -35,9 +35,8 @@ def finetune() -> str:
               "- accuracy gap (nncli minus baseline, points): " + ", ".join(f"{k} {v:+.2f}" for k, v in gap.items()) +
               f" (target: within 1 point: {'met' if all(abs(v) <= 1 for v in gap.values()) else 'NOT met'})",
               f"- settings: {d['settings']['train_rows']} SST-2 training rows (seeded sample), {d['settings']['epochs']} epoch, "
-              "lr "
-              f"{d['settings']['lr']}, {d['settings']['repeats']} interleaved repeats; CPU {d['cpu']}; load average before runs "
-              f"{min(d['load_average_before_runs']):.2f}–{max(d['load_average_before_runs']):.2f}"]
+              f"lr {d['settings']['lr']}, {d['settings']['repeats']} interleaved repeats; CPU {d['cpu']}; "
+              f"load average before runs {min(d['load_average_before_runs']):.2f}–{max(d['load_average_before_runs']):.2f}"]
     return "\n".join(lines)
 
 
@@ -58,8 +57,8 @@ def deploy() -> str:
               f"mean {p['mean_abs_diff']:.2e}, {p['flipped']} flipped (target ≤ 1e-4: "
               f"{'met' if p['max_abs_diff'] <= 1e-4 else 'NOT met'})",
               f"- `nncli quantize` chose: {d['quantize_chosen'] or 'nothing (no candidate qualified)'}",
-              f"- CPU {d['cpu']} ({', '.join(d.get('cpu_features') or [])}); medians of {d['settings']['repeats']} interleaved "
-              "rounds"]
+              f"- CPU {d['cpu']} ({', '.join(d.get('cpu_features') or [])}); "
+              f"medians of {d['settings']['repeats']} interleaved rounds"]
     return "\n".join(lines)
 
 
@@ -74,9 +73,8 @@ def distill() -> str:
     for name, r in (("teacher: all-MiniLM-L6-v2 + LoRA (6 layers)", t), ("student: 3 layers, distilled", s)):
         m = r["metrics"]["test"]
         lines.append(f"| {name} | {r['parameters']['total']:,} | {r['parameters']['without_embeddings']:,} | "
-                     f"{r['size_mb']:.1f} | "
-                     f"{r['latency_ms_batch1']:.1f} | {r['throughput_per_second']:.1f} | {m['accuracy']:.4f} | "
-                     f"{m['macro_f1']:.4f} |")
+                     f"{r['size_mb']:.1f} | {r['latency_ms_batch1']:.1f} | {r['throughput_per_second']:.1f} | "
+                     f"{m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
     if c:
         m = c["metrics"]["test"]
         lines.append(f"| control: same student, labels only | | | | | | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
@@ -86,12 +84,11 @@ def distill() -> str:
     lines += ["",
               f"- retention (student ÷ teacher accuracy on SST-2 dev): **{ret:.3f}** (target ≥ 0.97: "
               f"{'met' if ret >= 0.97 else 'NOT met'}); "
-                  f"throughput **{sp:.2f}x** the teacher's at batch 32 (target ≥ 2x: {'met' if sp >= 2 else 'NOT met'}); batch-1 "
-                  "latency "
-                  f"{d['speedup_latency']:.2f}x lower",
+              f"throughput **{sp:.2f}x** the teacher's at batch 32 (target ≥ 2x: {'met' if sp >= 2 else 'NOT met'}); "
+              f"batch-1 latency {d['speedup_latency']:.2f}x lower",
               (f"- gain from the teacher over the control: accuracy {d['gain_over_control']['accuracy'] * 100:+.2f} points, "
-               "macro-F1 "
-               f"{d['gain_over_control']['macro_f1'] * 100:+.2f} points" if d.get("gain_over_control") else "- no control run"),
+               f"macro-F1 {d['gain_over_control']['macro_f1'] * 100:+.2f} points" if d.get("gain_over_control")
+               else "- no control run"),
               f"- settings: {st['labelled_rows']} labelled SST-2 train rows, {st['transfer_rows']} unlabelled transfer rows, "
               f"{st['epochs']} epochs, {st['student']}, alpha {st['alpha']}, T {st['temperature']}; test = {st['test']}; "
               f"wall time teacher {d['wall_seconds']['teacher']} s, distill + control "
@@ -120,8 +117,8 @@ def tuning() -> str:
                  f"{lf['test']['macro_f1']:.4f} | |")
     a = d["augmentation"]
     lines += ["",
-              f"| {st['aug_rows']} train rows, {st['seeds']} seeds | median dev accuracy | median macro-F1 | per seed "
-              "(accuracy) |",
+              f"| {st['aug_rows']} train rows, {st['seeds']} seeds | median dev accuracy | median macro-F1 | "
+              "per seed (accuracy) |",
               "|---|---|---|---|"]
     for name in ("none", "augment"):
         x = a[name]

@@ -58,8 +58,8 @@ def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("data")
-    return {"train": write_csv(d / "train.csv", make_rows(240, 1)), "validation": write_csv(d / "validation.csv",
-                                                                                            make_rows(60, 2)),
+    return {"train": write_csv(d / "train.csv", make_rows(240, 1)),
+            "validation": write_csv(d / "validation.csv", make_rows(60, 2)),
             "test": write_csv(d / "test.csv", make_rows(60, 3)), "dir": d}
 
 

@@ -61,8 +61,8 @@ CASES = [
     ("missing-label-column", lambda t, fx: _ft(fx, t, "--label-column", "stars"), 2, ["stars"]),
     ("whitespace-only-texts", lambda t, fx: _ft(fx, t, data=_csv(t, "ws.csv", [{"text": "   ", "label": "a"}] * 40)), 3,
      ["ws.csv"]),
-    ("single-class", lambda t, fx: _ft(fx, t, data=_csv(t, "one.csv", [{"text": f"text {i}",
-                                                                        "label": "pos"} for i in range(40)])),
+    ("single-class", lambda t, fx: _ft(fx, t, data=_csv(t, "one.csv",
+                                                        [{"text": f"text {i}", "label": "pos"} for i in range(40)])),
      3, ["class"]),
     ("unseen-validation-label", lambda t, fx: _ft(fx, t, "--validation", _csv(t, "v.csv", [{"text": "x y", "label": "weird"}] * 5
                                                                                + [{"text": r["text"], "label": r["label"]}

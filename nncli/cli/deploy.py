@@ -11,7 +11,7 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import columns, int_list, model_and_overrides
-from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, PairColOpt, QuietOpt, TextColOpt
+from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, OverwriteOpt, PairColOpt, QuietOpt, TextColOpt
 from nncli.cli.output import execute, stdout
 from nncli.core.errors import UsageError
 
@@ -87,7 +87,7 @@ def quantize(
                                  help="Labelled data for accuracy (default: the run's validation split).")] = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -145,7 +145,7 @@ def bench(
     min_seconds: Annotated[float, typer.Option(help="Time each configuration at least this long.")] = 2.0,
     output: Annotated[str | None,
                       typer.Option("--output", "-o", help="Write report.json and latency_throughput.png here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    overwrite: OverwriteOpt = False,
     baseline: Annotated[str | None, typer.Option(help="An earlier bench report.json to compare with.")] = None,
     fail_if_slower: Annotated[str | None, typer.Option(
         help="With --baseline: exit 5 if throughput falls by more than this: a percentage (10%) or a fraction (0.10).")] = None,

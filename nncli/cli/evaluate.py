@@ -8,7 +8,7 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import columns, gate_flags, split_args, split_models
-from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, MaxOpt, MinOpt, PairColOpt, QuietOpt, TextColOpt
+from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, MaxOpt, MinOpt, OverwriteOpt, PairColOpt, QuietOpt, TextColOpt
 from nncli.cli.output import execute, stdout
 from nncli.core.errors import UsageError
 
@@ -35,7 +35,7 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.")] = None,
     output: Annotated[str | None,
                       typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    overwrite: OverwriteOpt = False,
     task: Annotated[str | None, typer.Option(help="auto, sequence-classification or causal-lm.")] = None,
     min_: MinOpt = None,
     max_: MaxOpt = None,
@@ -117,7 +117,7 @@ def explain(
     output: Annotated[str | None,
                       typer.Option("--output", "-o",
                                    help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -171,7 +171,7 @@ def drift(
                                  typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use at most N current rows (seeded sample).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,

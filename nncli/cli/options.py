@@ -11,6 +11,10 @@ import typer
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout (results only).", metavar="")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.", metavar="")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also NNCLI_DEBUG=1).", metavar="")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")]
+OverwriteRunOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.", metavar="")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.",
+                                         metavar="")]
 ArgsArg = Annotated[list[str] | None, typer.Argument(
     metavar="[RECIPE] [KEY=VALUE]...", help="A recipe file or shipped recipe name, then dotted overrides such as train.lr=1e-3.",
     show_default=False)]

@@ -82,7 +82,7 @@ def recipes_copy(
         import yaml
 
         from nncli.core.atomic import atomic_write_text
-        from nncli.core.rundir import prepare_output_file
+        from nncli.core.outputs import prepare_output_file
         from nncli.recipe.load import get_path, read_yaml, set_path
         from nncli.recipe.registry import PATH_KEYS
         from nncli.recipe.shipped import find_recipe

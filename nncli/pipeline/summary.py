@@ -135,7 +135,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def run(paths: list[str], output: str | None = None, *, overwrite: bool = False) -> dict:
-    from nncli.core.rundir import prepare_output_file
+    from nncli.core.outputs import prepare_output_file
 
     rows, read = collect(paths)
     md = markdown(rows)
