@@ -86,7 +86,8 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
             for b in (1, 32):
                 batch = make_batch(clf, b, 128)
-                m = measure(lambda: clf._forward(batch), warmup=2, min_repeats=5 if b == 32 else 20, min_seconds=1.0)
+                m = measure(lambda clf=clf, batch=batch: clf._forward(batch), warmup=2, min_repeats=5 if b == 32 else 20,
+                            min_seconds=1.0)
                 times[name][b].append(m["p50_ms"])
             release(clf)
     rows = {}
@@ -106,7 +107,8 @@ def main() -> None:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     for name, r in rows.items():
-        print(f"{name:40s} b1 {r['latency_ms_batch1']:7.1f} ms  b32 {r['throughput_batch32']:7.1f}/s  x{r['speedup_vs_pytorch_fp32']:.2f}  "
+        print(f"{name:40s} b1 {r['latency_ms_batch1']:7.1f} ms  b32 {r['throughput_batch32']:7.1f}/s  "
+              f"x{r['speedup_vs_pytorch_fp32']:.2f}  "
               f"acc {r['dev_accuracy']:.4f}  flips {r['flip_rate_vs_fp32']:.3f}")
     print(f"export parity: max |dlogit| {export['parity']['max_abs_diff']:.2e}")
 

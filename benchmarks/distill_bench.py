@@ -65,7 +65,8 @@ def main() -> None:
               "--text-column", "content", "--label-column", "label", "--epochs", str(a.epochs)]
     load = [os.getloadavg()[0]]
     teacher_dir = work / "teacher"
-    if (teacher_dir / "report.json").exists() and json.loads((teacher_dir / "report.json").read_text()).get("status") == "succeeded":
+    if ((teacher_dir / "report.json").exists()
+            and json.loads((teacher_dir / "report.json").read_text()).get("status") == "succeeded"):
         teacher = json.loads((teacher_dir / "report.json").read_text())
         print(f"teacher: reusing {teacher_dir}", flush=True)
     else:

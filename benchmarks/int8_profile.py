@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+INT8_GEMM_OPS = ("DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger", "DynamicQuantizeLinear")
 
 
 def main() -> None:
@@ -91,8 +92,7 @@ def main() -> None:
     result = {"batch": b, "seq_len": s, "threads": 2,
               "median_ms": {k: round(statistics.median(v), 1) for k, v in times.items()},
               "int8_op_share": {k: round(v / total, 4) for k, v in agg.most_common()},
-              "int8_gemm_share": round(sum(v for k, v in agg.items() if k in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat",
-                                                                                "MatMulInteger", "DynamicQuantizeLinear")) / total, 4)}
+              "int8_gemm_share": round(sum(v for k, v in agg.items() if k in INT8_GEMM_OPS) / total, 4)}
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

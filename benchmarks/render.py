@@ -34,9 +34,9 @@ def finetune() -> str:
               f"{'met' if r['nncli_vs_trainer_dynamic'] >= 1.2 else 'NOT met'})",
               "- accuracy gap (nncli minus baseline, points): " + ", ".join(f"{k} {v:+.2f}" for k, v in gap.items()) +
               f" (target: within 1 point: {'met' if all(abs(v) <= 1 for v in gap.values()) else 'NOT met'})",
-              f"- settings: {d['settings']['train_rows']} SST-2 training rows (seeded sample), {d['settings']['epochs']} epoch, lr "
-              f"{d['settings']['lr']}, {d['settings']['repeats']} interleaved repeats; CPU {d['cpu']}; load average before runs "
-              f"{min(d['load_average_before_runs']):.2f}–{max(d['load_average_before_runs']):.2f}"]
+              f"- settings: {d['settings']['train_rows']} SST-2 training rows (seeded sample), {d['settings']['epochs']} epoch, "
+              f"lr {d['settings']['lr']}, {d['settings']['repeats']} interleaved repeats; CPU {d['cpu']}; "
+              f"load average before runs {min(d['load_average_before_runs']):.2f}–{max(d['load_average_before_runs']):.2f}"]
     return "\n".join(lines)
 
 
@@ -45,16 +45,20 @@ def deploy() -> str:
     if not f.exists():
         return "(no results/deploy.json yet)"
     d = json.loads(f.read_text())
-    lines = ["| backend | latency batch 1 (ms) | throughput batch 32 (/s) | speed-up vs PyTorch fp32 | SST-2 dev accuracy | flipped vs fp32 |",
+    lines = ["| backend | latency batch 1 (ms) | throughput batch 32 (/s) | speed-up vs PyTorch fp32 | SST-2 dev accuracy | "
+             "flipped vs fp32 |",
              "|---|---|---|---|---|---|"]
     for name, r in d["rows"].items():
-        lines.append(f"| {name} | {r['latency_ms_batch1']:.1f} | {r['throughput_batch32']:.1f} | {r['speedup_vs_pytorch_fp32']:.2f}x | "
+        lines.append(f"| {name} | {r['latency_ms_batch1']:.1f} | {r['throughput_batch32']:.1f} | "
+                     f"{r['speedup_vs_pytorch_fp32']:.2f}x | "
                      f"{r['dev_accuracy']:.4f} | {r['flip_rate_vs_fp32']:.1%} |")
     p = d["parity"]
     lines += ["", f"- fp32 ONNX export parity on {p['samples']} validation texts: max |Δlogit| {p['max_abs_diff']:.2e}, "
-              f"mean {p['mean_abs_diff']:.2e}, {p['flipped']} flipped (target ≤ 1e-4: {'met' if p['max_abs_diff'] <= 1e-4 else 'NOT met'})",
+              f"mean {p['mean_abs_diff']:.2e}, {p['flipped']} flipped (target ≤ 1e-4: "
+              f"{'met' if p['max_abs_diff'] <= 1e-4 else 'NOT met'})",
               f"- `nncli quantize` chose: {d['quantize_chosen'] or 'nothing (no candidate qualified)'}",
-              f"- CPU {d['cpu']} ({', '.join(d.get('cpu_features') or [])}); medians of {d['settings']['repeats']} interleaved rounds"]
+              f"- CPU {d['cpu']} ({', '.join(d.get('cpu_features') or [])}); "
+              f"medians of {d['settings']['repeats']} interleaved rounds"]
     return "\n".join(lines)
 
 
@@ -68,22 +72,27 @@ def distill() -> str:
              "|---|---|---|---|---|---|---|---|"]
     for name, r in (("teacher: all-MiniLM-L6-v2 + LoRA (6 layers)", t), ("student: 3 layers, distilled", s)):
         m = r["metrics"]["test"]
-        lines.append(f"| {name} | {r['parameters']['total']:,} | {r['parameters']['without_embeddings']:,} | {r['size_mb']:.1f} | "
-                     f"{r['latency_ms_batch1']:.1f} | {r['throughput_per_second']:.1f} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+        lines.append(f"| {name} | {r['parameters']['total']:,} | {r['parameters']['without_embeddings']:,} | "
+                     f"{r['size_mb']:.1f} | {r['latency_ms_batch1']:.1f} | {r['throughput_per_second']:.1f} | "
+                     f"{m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
     if c:
         m = c["metrics"]["test"]
         lines.append(f"| control: same student, labels only | | | | | | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
     ret = d["retention"]["accuracy"]
     sp = d["speedup_throughput"]
     st = d["settings"]
-    lines += ["", f"- retention (student ÷ teacher accuracy on SST-2 dev): **{ret:.3f}** (target ≥ 0.97: {'met' if ret >= 0.97 else 'NOT met'}); "
-                  f"throughput **{sp:.2f}x** the teacher's at batch 32 (target ≥ 2x: {'met' if sp >= 2 else 'NOT met'}); batch-1 latency "
-                  f"{d['speedup_latency']:.2f}x lower",
-              (f"- gain from the teacher over the control: accuracy {d['gain_over_control']['accuracy'] * 100:+.2f} points, macro-F1 "
-               f"{d['gain_over_control']['macro_f1'] * 100:+.2f} points" if d.get("gain_over_control") else "- no control run"),
+    lines += ["",
+              f"- retention (student ÷ teacher accuracy on SST-2 dev): **{ret:.3f}** (target ≥ 0.97: "
+              f"{'met' if ret >= 0.97 else 'NOT met'}); "
+              f"throughput **{sp:.2f}x** the teacher's at batch 32 (target ≥ 2x: {'met' if sp >= 2 else 'NOT met'}); "
+              f"batch-1 latency {d['speedup_latency']:.2f}x lower",
+              (f"- gain from the teacher over the control: accuracy {d['gain_over_control']['accuracy'] * 100:+.2f} points, "
+               f"macro-F1 {d['gain_over_control']['macro_f1'] * 100:+.2f} points" if d.get("gain_over_control")
+               else "- no control run"),
               f"- settings: {st['labelled_rows']} labelled SST-2 train rows, {st['transfer_rows']} unlabelled transfer rows, "
               f"{st['epochs']} epochs, {st['student']}, alpha {st['alpha']}, T {st['temperature']}; test = {st['test']}; "
-              f"wall time teacher {d['wall_seconds']['teacher']} s, distill + control {d['wall_seconds']['distill_with_control']} s; "
+              f"wall time teacher {d['wall_seconds']['teacher']} s, distill + control "
+              f"{d['wall_seconds']['distill_with_control']} s; "
               f"CPU {d['cpu']}; {d['when']}"]
     return "\n".join(lines)
 
@@ -95,16 +104,21 @@ def tuning() -> str:
     d = json.loads(f.read_text())
     st = d["settings"]
     lines = [f"| setting ({st['rows']} SST-2 train rows, LoRA) | SST-2 dev accuracy | macro-F1 | notes |", "|---|---|---|---|"]
-    lines.append(f"| default recipe (lr {d['default']['lr']:g}) | {d['default']['test']['accuracy']:.4f} | {d['default']['test']['macro_f1']:.4f} | |")
+    lines.append(f"| default recipe (lr {d['default']['lr']:g}) | {d['default']['test']['accuracy']:.4f} | "
+                 f"{d['default']['test']['macro_f1']:.4f} | |")
     sw = d["sweep"]
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sw["best_params"].items())
     if sw.get("test"):
-        lines.append(f"| `nncli sweep` best of {st['trials']} trials | {sw['test']['accuracy']:.4f} | {sw['test']['macro_f1']:.4f} | "
+        lines.append(f"| `nncli sweep` best of {st['trials']} trials | {sw['test']['accuracy']:.4f} | "
+                     f"{sw['test']['macro_f1']:.4f} | "
                      f"{params}; trials {sw['counts']}; {sw['seconds']:.0f} s |")
     lf = d["lr_finder"]
-    lines.append(f"| `--use-found-lr` (suggested {lf['suggested_lr']:.3g}) | {lf['test']['accuracy']:.4f} | {lf['test']['macro_f1']:.4f} | |")
+    lines.append(f"| `--use-found-lr` (suggested {lf['suggested_lr']:.3g}) | {lf['test']['accuracy']:.4f} | "
+                 f"{lf['test']['macro_f1']:.4f} | |")
     a = d["augmentation"]
-    lines += ["", f"| {st['aug_rows']} train rows, {st['seeds']} seeds | median dev accuracy | median macro-F1 | per seed (accuracy) |",
+    lines += ["",
+              f"| {st['aug_rows']} train rows, {st['seeds']} seeds | median dev accuracy | median macro-F1 | "
+              "per seed (accuracy) |",
               "|---|---|---|---|"]
     for name in ("none", "augment"):
         x = a[name]
@@ -123,7 +137,8 @@ def evaluate() -> str:
     d = json.loads(f.read_text())
     return "\n".join(["| system | examples/s | accuracy |", "|---|---|---|",
                       f"| nncli (batched, length-sorted) | {d['nncli_examples_per_second']:.1f} | {d['accuracy_nncli']:.4f} |",
-                      f"| transformers.pipeline, one text at a time | {d['pipeline_loop_examples_per_second']:.1f} | {d['accuracy_pipeline']:.4f} |",
+                      f"| transformers.pipeline, one text at a time | {d['pipeline_loop_examples_per_second']:.1f} | "
+                      f"{d['accuracy_pipeline']:.4f} |",
                       "", f"- speed-up **{d['speedup']:.2f}x**, prediction agreement {d['agreement']:.4f} on {d['texts']} texts"])
 
 
@@ -191,7 +206,8 @@ def write(readme: Path = Path(__file__).resolve().parent / "README.md") -> None:
         start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
         if start not in text or end not in text:
             raise SystemExit(f"{readme}: markers {start} / {end} missing")
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _m: f"{start}\n{fn()}\n{end}", text, flags=re.S)
+        block = f"{start}\n{fn()}\n{end}"
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _m, block=block: block, text, flags=re.S)
     readme.write_text(text)
 
 
@@ -201,4 +217,5 @@ if __name__ == "__main__":
     if "--write" in sys.argv:
         write()
     else:
-        print("## Deployment\n\n" + deploy() + "\n\n## Evaluation throughput\n\n" + evaluate() + "\n\n## Distillation\n\n" + distill())
+        print("## Deployment\n\n" + deploy() + "\n\n## Evaluation throughput\n\n" + evaluate()
+              + "\n\n## Distillation\n\n" + distill())

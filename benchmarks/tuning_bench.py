@@ -88,10 +88,12 @@ def main() -> None:
     print(f"augmentation on {a.aug_rows} rows x {a.seeds} seeds ...", flush=True)
     aug = {"none": [], "augment": []}
     for seed in range(a.seeds):
-        for name, extra in (("none", []), ("augment", ["data.augment.methods=[synonym, swap, deletion]", "data.augment.copies=2"])):
+        for name, extra in (("none", []), ("augment", ["data.augment.methods=[synonym, swap, deletion]",
+                                                       "data.augment.copies=2"])):
             r = nncli("finetune", *common, "--data", str(small), "-o", str(work / f"aug-{name}-{seed}"), "--overwrite",
                       f"train.seed={42 + seed}", *extra)
-            aug[name].append({"seed": 42 + seed, "test": test_of(r), "added": r["data"].get("augmentation", {}).get("examples_added", 0)})
+            aug[name].append({"seed": 42 + seed, "test": test_of(r), "added": r["data"].get("augmentation",
+                                                                                            {}).get("examples_added", 0)})
     res["augmentation"] = {k: {"runs": v, "median_accuracy": statistics.median(x["test"]["accuracy"] for x in v),
                                "median_macro_f1": statistics.median(x["test"]["macro_f1"] for x in v)} for k, v in aug.items()}
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")

@@ -58,7 +58,8 @@ def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("data")
-    return {"train": write_csv(d / "train.csv", make_rows(240, 1)), "validation": write_csv(d / "validation.csv", make_rows(60, 2)),
+    return {"train": write_csv(d / "train.csv", make_rows(240, 1)),
+            "validation": write_csv(d / "validation.csv", make_rows(60, 2)),
             "test": write_csv(d / "test.csv", make_rows(60, 3)), "dir": d}
 
 
@@ -123,7 +124,8 @@ def tiny_roberta(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("tiny_roberta")
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_corpus(), vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(_corpus(), vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     bpe.save_model(str(d))
     tok = RobertaTokenizerFast(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
     torch.manual_seed(0)
@@ -167,7 +169,8 @@ def trained_run(tmp_path_factory, tiny_bert, tiny_data) -> Path:
     from nncli.cli import app
 
     out = tmp_path_factory.mktemp("runs") / "trained"
-    r = CliRunner().invoke(app, finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr=3e-3", "train.epochs=6", "-q"))
+    r = CliRunner().invoke(app, finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr=3e-3", "train.epochs=6",
+                                              "-q"))
     assert r.exit_code == 0, r.stderr
     return out
 
@@ -210,7 +213,8 @@ def tiny_llama(tmp_path_factory, tiny_gpt2):
     tok.chat_template = TEMPLATE
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=1, max_position_embeddings=128, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                      num_key_value_heads=1, max_position_embeddings=128, bos_token_id=tok.eos_token_id,
+                      eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.eos_token_id)
     LlamaForCausalLM(cfg).save_pretrained(d, safe_serialization=True)
     tok.save_pretrained(d)

@@ -104,7 +104,8 @@ def test_every_output_file(planted, audited):
     from nncli.recipe.load import load_recipe
 
     report, out = audited
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".nncli-run")) == ["README.md", "audit.html", "audit.jsonl", "recipe.yaml", "report.json"]
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith(".nncli-run"))
+    assert written == ["README.md", "audit.html", "audit.jsonl", "recipe.yaml", "report.json"]
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["metrics"] == report["metrics"] and on_disk["status"] == "succeeded" and on_disk["exit_code"] == 0
     counts = {}

@@ -54,17 +54,21 @@ CASES = [
     ("non-utf8", lambda t, fx: _ft(fx, t, data=_latin1(t)), 3, ["latin.csv", "encoding"]),
     ("ragged-rows", lambda t, fx: _ft(fx, t, data=_text(t, "ragged.csv", "text,label\n" + "good one,positive\n" * 30
                                                          + "bad, really bad,negative\n" * 30)), 3, ["ragged.csv", "row 32"]),
-    ("bad-jsonl-line", lambda t, fx: _ft(fx, t, data=_text(t, "d.jsonl", '{"text": "a", "label": "x"}\n{oops\n')), 3, ["d.jsonl"]),
+    ("bad-jsonl-line", lambda t, fx: _ft(fx, t, data=_text(t, "d.jsonl", '{"text": "a", "label": "x"}\n{oops\n')), 3,
+     ["d.jsonl"]),
     # --- columns and rows
     ("misspelled-text-column", lambda t, fx: _ft(fx, t, "--text-column", "txet"), 2, ["txet", "did you mean"]),
     ("missing-label-column", lambda t, fx: _ft(fx, t, "--label-column", "stars"), 2, ["stars"]),
-    ("whitespace-only-texts", lambda t, fx: _ft(fx, t, data=_csv(t, "ws.csv", [{"text": "   ", "label": "a"}] * 40)), 3, ["ws.csv"]),
-    ("single-class", lambda t, fx: _ft(fx, t, data=_csv(t, "one.csv", [{"text": f"text {i}", "label": "pos"} for i in range(40)])),
+    ("whitespace-only-texts", lambda t, fx: _ft(fx, t, data=_csv(t, "ws.csv", [{"text": "   ", "label": "a"}] * 40)), 3,
+     ["ws.csv"]),
+    ("single-class", lambda t, fx: _ft(fx, t, data=_csv(t, "one.csv",
+                                                        [{"text": f"text {i}", "label": "pos"} for i in range(40)])),
      3, ["class"]),
     ("unseen-validation-label", lambda t, fx: _ft(fx, t, "--validation", _csv(t, "v.csv", [{"text": "x y", "label": "weird"}] * 5
                                                                                + [{"text": r["text"], "label": r["label"]}
                                                                                   for r in _rows(20, 9)])), 3, ["weird"]),
-    ("nan-labels-only", lambda t, fx: _ft(fx, t, data=_csv(t, "nan.csv", [{"text": f"t {i}", "label": "nan"} for i in range(40)])),
+    ("nan-labels-only", lambda t, fx: _ft(fx, t, data=_csv(t, "nan.csv",
+                                                           [{"text": f"t {i}", "label": "nan"} for i in range(40)])),
      3, ["nan.csv"]),
     # --- recipes and flags
     ("malformed-yaml", lambda t, fx: ["finetune", str(_text(t, "bad.yaml", "data: {train: [unclosed\n"))], 2, ["bad.yaml"]),
@@ -80,8 +84,10 @@ CASES = [
     ("resume-nothing", lambda t, fx: _ft(fx, t, "--resume", out="fresh"), 3, ["nothing to resume"]),
     ("stray-positional", lambda t, fx: ["finetune", "reviews", "oops"], 2, ["oops"]),
     # --- models
-    ("model-dir-without-config", lambda t, fx: _ft(fx, t, model=_model_without(t, fx["tiny_bert"], "config.json")), 3, ["config.json"]),
-    ("model-dir-without-weights", lambda t, fx: _ft(fx, t, model=_model_without(t, fx["tiny_bert"], "*.safetensors")), 3, ["weights"]),
+    ("model-dir-without-config", lambda t, fx: _ft(fx, t, model=_model_without(t, fx["tiny_bert"], "config.json")), 3,
+     ["config.json"]),
+    ("model-dir-without-weights", lambda t, fx: _ft(fx, t, model=_model_without(t, fx["tiny_bert"], "*.safetensors")), 3,
+     ["weights"]),
     ("model-is-a-file", lambda t, fx: _ft(fx, t, model=fx["tiny_data"]["train"]), 3, ["train.csv"]),
     # --- outputs
     ("output-not-empty", lambda t, fx: ((t / "full").mkdir(), _text(t / "full", "x.txt", "keep"),
@@ -91,11 +97,14 @@ CASES = [
                                              _ft(fx, t, "--overwrite", out="mine"))[-1], 2, ["not an nncli run directory"]),
     ("read-only-output", lambda t, fx: (_readonly(t / "ro"), _ft(fx, t, out="ro/run"))[-1], 4, ["ro"]),
     # --- other commands
-    ("evaluate-missing-model", lambda t, fx: ["evaluate", str(t / "nomodel"), "--data", str(fx["tiny_data"]["test"])], 3, ["nomodel"]),
+    ("evaluate-missing-model", lambda t, fx: ["evaluate", str(t / "nomodel"), "--data", str(fx["tiny_data"]["test"])], 3,
+     ["nomodel"]),
     ("evaluate-without-data", lambda t, fx: ["evaluate", str(fx["trained_run"])], 2, ["data"]),
     ("evaluate-unseen-labels", lambda t, fx: ["evaluate", str(fx["trained_run"]), "--data",
-                                              str(_csv(t, "odd.csv", [{"text": "good", "label": "sarcastic"}] * 30))], 3, ["sarcastic"]),
-    ("export-bad-format", lambda t, fx: ["export", str(fx["trained_run"]), "--format", "tflite", "-o", str(t / "e")], 2, ["tflite"]),
+                                              str(_csv(t, "odd.csv", [{"text": "good", "label": "sarcastic"}] * 30))], 3,
+     ["sarcastic"]),
+    ("export-bad-format", lambda t, fx: ["export", str(fx["trained_run"]), "--format", "tflite", "-o", str(t / "e")], 2,
+     ["tflite"]),
     ("export-missing-model", lambda t, fx: ["export", str(t / "gone"), "-o", str(t / "e")], 3, ["gone"]),
     ("quantize-needs-data", lambda t, fx: ["quantize", str(fx["tiny_bert"]), "-o", str(t / "q")], 2, ["--data"]),
     ("quantize-too-few-rows", lambda t, fx: ["quantize", str(fx["trained_run"]), "--data", str(_csv(t, "few.csv", _rows(5))),
@@ -114,7 +123,8 @@ CASES = [
     ("pipeline-missing", lambda t, fx: ["run", str(t / "nope.yaml")], 2, ["nope.yaml"]),
     ("pipeline-duplicate-steps", lambda t, fx: ["run", str(_text(t, "p.yaml", "command: pipeline\nsteps:\n"
                                                                  "  - {name: a, command: bench, set: {models: [x]}}\n"
-                                                                 "  - {name: a, command: bench, set: {models: [x]}}\n"))], 2, ["unique"]),
+                                                                 "  - {name: a, command: bench, set: {models: [x]}}\n"))], 2,
+     ["unique"]),
     ("report-missing", lambda t, fx: ["report", str(t / "norun")], 3, ["norun"]),
     ("strict-warnings", lambda t, fx: ["validate", "--model", str(fx["tiny_bert"]), "--data",
                                        str(_csv(t, "dup.csv", _rows(40, 3) + _rows(40, 3))), "--strict"], 3, ["--strict"]),

@@ -17,10 +17,10 @@ COMMANDS = [[]] + [[c] for c in TOP] + [["recipes"], ["recipes", "list"]]
 
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_help_does_not_import_torch(cmd):
-    code = ("import sys\nfrom nncli.cli import app\nsys.argv = ['nncli', *%r, '--help']\n"
+    code = (f"import sys\nfrom nncli.cli import app\nsys.argv = ['nncli', *{cmd!r}, '--help']\n"
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'datasets', 'sklearn', 'pandas') if m in sys.modules]\n"
-            "print('HEAVY', heavy)\n") % (cmd,)
+            "print('HEAVY', heavy)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout[-500:] + out.stderr[-500:]
 

@@ -198,7 +198,8 @@ def test_sst2_reads_every_row():
 def test_a_label_called_none_is_a_class(tmp_path):
     """TweetEval's stance tasks have a class called "none": it must not be read as a missing label."""
     p = tmp_path / "stance.tsv"
-    p.write_text("text\tlabel\n" + "".join(f"tweet {i}\t{['favor', 'against', 'none', 'None', 'NA'][i % 5]}\n" for i in range(50)))
+    names = ["favor", "against", "none", "None", "NA"]
+    p.write_text("text\tlabel\n" + "".join(f"tweet {i}\t{names[i % 5]}\n" for i in range(50)))
     d = load_labelled(spec(p))
     assert d.label_names == ["NA", "None", "against", "favor", "none"]
     assert d.train.dropped == {} and len(d.train) + len(d.validation) == 50

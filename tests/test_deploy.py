@@ -87,7 +87,8 @@ def test_bench_and_regression_gate(trained_run, tmp_path, cli):
                                "--torch-int8", "-o", out, "--json")
     assert code == 0, stderr
     r = json.loads(stdout)
-    assert {(x["backend"], x["batch_size"]) for x in r["results"]} == {("torch", 1), ("torch", 4), ("torch-int8", 1), ("torch-int8", 4)}
+    assert {(x["backend"], x["batch_size"]) for x in r["results"]} == {("torch", 1), ("torch", 4), ("torch-int8", 1),
+                                                                       ("torch-int8", 4)}
     for x in r["results"]:
         assert x["p50_ms"] <= x["p95_ms"] <= x["p99_ms"] and x["throughput_per_second"] > 0
     assert r["machine"]["features"] and r["machine"]["int8_note"]
@@ -127,9 +128,10 @@ def test_predict_onnx_in_a_process_without_torch(trained_run, tiny_data, tmp_pat
 
     exp = tmp_path / "onnx"
     assert CliRunner().invoke(app, ["export", str(trained_run), "-o", str(exp), "-q"]).exit_code == 0
-    code = ("import sys, runpy\nsys.argv = ['nncli', 'predict', %r, '--data', %r, '--limit', '3']\n"
+    code = (f"import sys, runpy\nsys.argv = ['nncli', 'predict', {str(exp)!r}, '--data', {str(tiny_data['test'])!r}, "
+            "'--limit', '3']\n"
             "try:\n    runpy.run_module('nncli', run_name='__main__')\nexcept SystemExit as e:\n    pass\n"
-            "print('TORCH', 'torch' in sys.modules, file=sys.stderr)\n") % (str(exp), str(tiny_data["test"]))
+            "print('TORCH', 'torch' in sys.modules, file=sys.stderr)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "TORCH False" in p.stderr, p.stderr[-1000:]
     assert len(p.stdout.strip().splitlines()) == 3

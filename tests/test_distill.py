@@ -48,7 +48,8 @@ def test_layer_student_is_initialised_from_the_teacher(trained_run, tmp_path):
 
 
 def test_width_student_and_label_order_change(trained_run, tmp_path):
-    info = D.build_student(str(trained_run / "merged"), {"layers": 1, "hidden": 16}, tmp_path / "w", ["positive", "negative", "neutral"])
+    info = D.build_student(str(trained_run / "merged"), {"layers": 1, "hidden": 16}, tmp_path / "w",
+                           ["positive", "negative", "neutral"])
     cfg = json.loads((tmp_path / "w" / "config.json").read_text())
     assert cfg["hidden_size"] == 16 and cfg["num_hidden_layers"] == 1 and cfg["num_attention_heads"] == 1
     assert info["head"].startswith("re-initialised") and cfg["id2label"]["0"] == "positive"

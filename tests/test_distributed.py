@@ -12,7 +12,8 @@ def test_torchrun_two_processes(tiny_bert, tiny_data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "nncli",
            "finetune", "--model", str(tiny_bert), "--data", str(tiny_data["train"]), "--validation", str(tiny_data["validation"]),
-           "--output", str(out), "--method", "full", "train.lr=3e-3", "train.epochs=12", "train.early_stopping_patience=0", "data.max_length=32", "--json"]
+           "--output", str(out), "--method", "full", "train.lr=3e-3", "train.epochs=12", "train.early_stopping_patience=0",
+           "data.max_length=32", "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr[-2000:]
     lines = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("{")]

@@ -37,7 +37,8 @@ def test_classifier_recipe_refuses_keys_of_other_tasks_and_trainer_names(overrid
 
 def test_causal_lm_recipe_refuses_classifier_keys(tiny_gpt2, lm_data, tmp_path, cli):
     code, _, stderr = cli(*_lm_args(tiny_gpt2, lm_data, tmp_path / "r", "train.class_weights=none"))
-    assert code == 2 and "train.class_weights: does not apply to task causal-lm; it is a key of task sequence-classification" in stderr
+    assert code == 2
+    assert "train.class_weights: does not apply to task causal-lm; it is a key of task sequence-classification" in stderr
 
 
 # ---------------------------------------------------------------------------------------------- gates live in the recipe
@@ -50,7 +51,8 @@ def test_python_run_applies_the_recipes_gates(tiny_bert, tiny_data, tmp_path):
     args = finetune_args(tiny_bert, tiny_data, tmp_path / "py", "train.max_steps=3")[1:]
     overrides = [a for a in args if "=" in a and not a.startswith("-")]
     recipe = load_recipe("finetune", None, overrides + ["gates.min.test.accuracy=0.999"],
-                         {"model.name": str(tiny_bert), "data.train": str(tiny_data["train"]), "data.validation": str(tiny_data["validation"]),
+                         {"model.name": str(tiny_bert), "data.train": str(tiny_data["train"]),
+                          "data.validation": str(tiny_data["validation"]),
                           "data.test": str(tiny_data["test"]), "output": str(tmp_path / "py")})
     with pytest.raises(GateFailed) as e:
         finetune.run(recipe)
@@ -108,7 +110,8 @@ def test_sweep_on_a_causal_lm_recipe(tiny_gpt2, lm_data, tmp_path, cli):
     pytest.importorskip("optuna")
     code, stdout, stderr = cli("sweep", "task=causal-lm", f"model.name={tiny_gpt2}", f"data.train={lm_data['train']['pc']}",
                                f"data.validation={lm_data['validation']['pc']}", "data.prompt_column=prompt",
-                               "data.completion_column=completion", "train.max_steps=4", "train.batch_size=8", "data.max_length=64",
+                               "data.completion_column=completion", "train.max_steps=4", "train.batch_size=8",
+                               "data.max_length=64",
                                "--trials", "2", "-o", tmp_path / "sw", "--json")
     assert code == 0, stderr
     r = json.loads(stdout)
@@ -127,7 +130,8 @@ def test_llama_with_a_tokenizer_that_returns_token_type_ids(tmp_path, lm_data, c
 
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator([f"question: the {q} is {a}" for q, a in FACTS], trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "</s>"]))
+    tok.train_from_iterator([f"question: the {q} is {a}" for q, a in FACTS],
+                            trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "</s>"]))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="</s>")
     assert "token_type_ids" in fast("hello")
     torch.manual_seed(0)
@@ -185,7 +189,8 @@ def test_progress_bar_on_a_terminal_keeps_log_lines_on_their_own_lines(tiny_bert
 
     master, slave = pty.openpty()
     args = finetune_args(tiny_bert, tiny_data, tmp_path / "tty", "train.epochs=8", "train.batch_size=4")
-    p = subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+    p = subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], stdin=slave, stdout=slave, stderr=slave,
+                         close_fds=True,
                          env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
     os.close(slave)
     chunks = []

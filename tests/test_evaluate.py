@@ -83,7 +83,8 @@ def test_calibrate_without_validation_data_is_refused(tiny_bert, tiny_data, trai
 
 
 def test_several_models_side_by_side(trained_run, tiny_data, cli):
-    code, stdout, stderr = _eval(cli, trained_run, trained_run / "merged", "--data", tiny_data["test"], "--no-robustness", "--json")
+    code, stdout, stderr = _eval(cli, trained_run, trained_run / "merged", "--data", tiny_data["test"], "--no-robustness",
+                                 "--json")
     assert code == 0, stderr
     r = json.loads(stdout)
     assert len(r["models"]) == 2 and len(r["comparison"]) == 2

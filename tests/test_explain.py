@@ -17,7 +17,7 @@ KEY = "refund"
 def _rows(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
-    for i in range(n):
+    for _ in range(n):
         body = rng.choices(FILLER, k=rng.randint(4, 10))
         flagged = rng.random() < 0.5
         if flagged:
@@ -33,8 +33,10 @@ def key_model(tiny_bert, tmp_path_factory):
     from nncli.cli import app
 
     d = tmp_path_factory.mktemp("keyword")
-    data = {s: write_csv(d / f"{s}.csv", _rows(n, seed)) for s, n, seed in (("train", 300, 1), ("validation", 60, 2), ("test", 60, 3))}
-    r = CliRunner().invoke(app, finetune_args(tiny_bert, data, d / "run", "--method", "full", "train.lr=3e-3", "train.epochs=10", "train.metric=loss", "train.label_smoothing=0.1",
+    data = {s: write_csv(d / f"{s}.csv", _rows(n, seed)) for s, n, seed in (("train", 300, 1), ("validation", 60, 2),
+                                                                            ("test", 60, 3))}
+    r = CliRunner().invoke(app, finetune_args(tiny_bert, data, d / "run", "--method", "full", "train.lr=3e-3", "train.epochs=10",
+                                              "train.metric=loss", "train.label_smoothing=0.1",
                                               "--json", "-q"))
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["metrics"]["test"]["accuracy"] >= 0.95

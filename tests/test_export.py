@@ -50,7 +50,8 @@ def test_onnx_export_passes_parity_and_loads_in_ecosystem_clients(onnx_export, t
     with torch.no_grad():
         ref = pt(**tok(["great lamp", "awful broken kettle and box"], padding=True, return_tensors="pt")).logits.numpy()
     np.testing.assert_allclose(ort_logits, ref, atol=1e-4)
-    np.testing.assert_allclose(ortm(**tok(["great lamp", "awful broken kettle and box"], padding=True, return_tensors="pt")).logits.numpy(),
+    np.testing.assert_allclose(ortm(**tok(["great lamp", "awful broken kettle and box"], padding=True,
+                                          return_tensors="pt")).logits.numpy(),
                                ref, atol=1e-4)
 
 

@@ -10,7 +10,8 @@ import pytest
 
 def _quick(tiny_bert, out, *extra):
     return ["run", "quickstart", f"output={out}", f"finetune.model.name={tiny_bert}", "finetune.train.max_steps=40",
-            "finetune.train.lr=5e-3", "finetune.data.max_length=32", "finetune.train.threads=2", "drift.max_accuracy_drop=50", "finetune.gates.min={}", "evaluate.gates.min={}",
+            "finetune.train.lr=5e-3", "finetune.data.max_length=32", "finetune.train.threads=2", "drift.max_accuracy_drop=50",
+            "finetune.gates.min={}", "evaluate.gates.min={}",
             "evaluate.gates.max={}", "evaluate.robustness.samples=20", "quantize.max_drop=100", "quantize.require_speedup=false",
             "quantize.min_seconds=0.05", "quantize.method=dynamic", "bench.min_seconds=0.05", "bench.seq_lens=[32]", *extra]
 
@@ -146,8 +147,9 @@ steps:
            method: full, train.lr: 3.0e-3, train.epochs: 2, data.max_length: 32}}
   - name: student
     command: distill
-    set: {{teacher: "${{teacher.run}}", student: layers=1, data.train: {tiny_data['train']}, data.validation: {tiny_data['validation']},
-           train.epochs: 2, data.max_length: 32, distill.control: false, distill.bench_seconds: 0.05}}
+    set: {{teacher: "${{teacher.run}}", student: layers=1, data.train: {tiny_data['train']},
+           data.validation: {tiny_data['validation']}, train.epochs: 2, data.max_length: 32, distill.control: false,
+           distill.bench_seconds: 0.05}}
     gates: {{min: {{retention: 0.0}}}}
   - name: export
     command: export

@@ -1,5 +1,5 @@
-"""The shipped recipes actually run: the reviews fine-tune (the quickstart pipeline's first step) on a tiny model (always) and on the real default model
-(when the bundled all-MiniLM-L6-v2 is installed, as `make test` does)."""
+"""The shipped recipes actually run: the reviews fine-tune (the quickstart pipeline's first step) on a tiny model (always)
+and on the real default model (when the bundled all-MiniLM-L6-v2 is installed, as `make test` does)."""
 
 from __future__ import annotations
 

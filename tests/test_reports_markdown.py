@@ -99,7 +99,7 @@ def _drift_report():
     tests = [test("chars", "text", 0.9, 0.3, True), test("oov_rate", "text", 2.4, 0.3, True),
              test("digit_rate", "text", 0.05, 0.3, False),
              {**test("embeddings", "embedding", 0.95, 0.6, True, name="domain AUC"), "test": "MMD"}]
-    from nncli.evaluate.drift import severity
+    from nncli.evaluate.drift_tests import severity
 
     drifting = sorted((t for t in tests if t["drift"]), key=severity, reverse=True)
     return {"drift_detected": True, "top_drifting": [t["feature"] for t in drifting], "tests": tests, "alpha": 0.05,
@@ -129,8 +129,8 @@ def test_drift_markdown_says_when_nothing_drifts():
 
 
 def test_drift_plot_has_axis_labels_and_a_verdict_per_panel():
-    from nncli.evaluate.drift import severity
     from nncli.evaluate.drift_report import figure
+    from nncli.evaluate.drift_tests import severity
 
     rng = np.random.default_rng(0)
     tests = [t for t in _drift_report()["tests"] if t["kind"] == "text"]

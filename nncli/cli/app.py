@@ -18,6 +18,7 @@ from nncli import __version__
 from nncli.cli.options import DebugOpt, JsonOpt, QuietOpt
 from nncli.cli.output import Output, print_json
 
+
 class Group(TyperGroup):
     """Typer writes `<bool>` beside a flag that takes no value (--help, --install-completion, any flag declared without
     metavar=""), as if it took one: blank it here, for this group and every command under it."""
@@ -60,7 +61,8 @@ def root(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.", metavar="")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.",
+                                          metavar="")] = False,
 ):
     """Fine-tune, evaluate, distill, quantize and export Hugging Face models, with gates for CI."""
     ctx.obj = Output(json_out, quiet, debug)

@@ -64,7 +64,7 @@ def int_list(value: str, name: str) -> list[int]:
             raise ValueError
         return out
     except ValueError:
-        raise UsageError(f"{name} {value!r} is not a comma-separated list of positive integers", f"e.g. {name} 1,8,32")
+        raise UsageError(f"{name} {value!r} is not a comma-separated list of positive integers", f"e.g. {name} 1,8,32") from None
 
 
 def gate_flags(mins: list[str] | None, maxs: list[str] | None) -> dict[str, dict[str, float]]:

@@ -11,7 +11,7 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import columns, int_list, model_and_overrides
-from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, PairColOpt, QuietOpt, TextColOpt
+from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, OverwriteOpt, PairColOpt, QuietOpt, TextColOpt
 from nncli.cli.output import execute, stdout
 from nncli.core.errors import UsageError
 
@@ -20,10 +20,12 @@ from nncli.core.errors import UsageError
 def export(
     ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
-                    help="A run directory, model directory or hub id (and optionally a recipe and overrides).", show_default=False)] = None,
+                    help="A run directory, model directory or hub id (and optionally a recipe and overrides).",
+                    show_default=False)] = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="onnx (default) or safetensors.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Export directory (default: <run>/onnx).")] = None,
-    data: Annotated[str | None, typer.Option("--data", "-d", help="Texts for the parity check (default: the run's validation data).")] = None,
+    data: Annotated[str | None,
+                    typer.Option("--data", "-d", help="Texts for the parity check (default: the run's validation data).")] = None,
     text_column: TextColOpt = None,
     atol: Annotated[float | None, typer.Option(help="Largest acceptable absolute logit difference (default 1e-4).")] = None,
     max_flipped: Annotated[int | None, typer.Option(help="Largest acceptable number of changed predictions (default 0).")] = None,
@@ -76,12 +78,17 @@ def quantize(
     method: Annotated[str | None, typer.Option(help="auto (default: the fastest within budget), dynamic or static.")] = None,
     backend: Annotated[str | None, typer.Option(help="auto (default: both), torch or onnxruntime.")] = None,
     max_drop: Annotated[float | None, typer.Option(help="Largest acceptable accuracy loss in points (default 1.0).")] = None,
-    max_flip_rate: Annotated[float | None, typer.Option(help="Largest acceptable share of changed predictions, e.g. 0.05 (default: no limit).")] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Where the chosen model goes (default <run>/quantized).")] = None,
-    data: Annotated[str | None, typer.Option("--data", "-d", help="Labelled data for accuracy (default: the run's validation split).")] = None,
+    max_flip_rate: Annotated[float | None,
+                             typer.Option(help="Largest acceptable share of changed predictions, e.g. 0.05 "
+                                               "(default: no limit).")] = None,
+    output: Annotated[str | None,
+                      typer.Option("--output", "-o", help="Where the chosen model goes (default <run>/quantized).")] = None,
+    data: Annotated[str | None,
+                    typer.Option("--data", "-d",
+                                 help="Labelled data for accuracy (default: the run's validation split).")] = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -119,7 +126,8 @@ def _render_quantize(r: dict) -> None:
         t.add_column(col)
     f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
     for c in r.get("candidates", []):
-        t.add_row(c["candidate"], f(c.get("accuracy"), ".4f"), f(None if c.get("accuracy_drop") is None else c["accuracy_drop"] * 100, "+.2f"),
+        t.add_row(c["candidate"], f(c.get("accuracy"), ".4f"),
+                  f(None if c.get("accuracy_drop") is None else c["accuracy_drop"] * 100, "+.2f"),
                   f(c.get("flip_rate"), ".1%"), f(c.get("latency_ms_batch1"), ".1f"), f(c.get("throughput_per_second"), ".1f"),
                   f(c.get("speedup"), ".2f"), f(c.get("size_mb"), ".1f"), c.get("status", ""))
     stdout().print(t)
@@ -133,10 +141,12 @@ def bench(
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     seq_lens: Annotated[str, typer.Option(help="Comma-separated sequence lengths (tokens).")] = "32,128",
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
-    torch_int8: Annotated[bool, typer.Option("--torch-int8", help="Also time PyTorch dynamic int8 of each PyTorch model.", metavar="")] = False,
+    torch_int8: Annotated[bool, typer.Option("--torch-int8", help="Also time PyTorch dynamic int8 of each PyTorch model.",
+                                             metavar="")] = False,
     min_seconds: Annotated[float, typer.Option(help="Time each configuration at least this long.")] = 2.0,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json and latency_throughput.png here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    output: Annotated[str | None,
+                      typer.Option("--output", "-o", help="Write report.json and latency_throughput.png here.")] = None,
+    overwrite: OverwriteOpt = False,
     baseline: Annotated[str | None, typer.Option(help="An earlier bench report.json to compare with.")] = None,
     fail_if_slower: Annotated[str | None, typer.Option(
         help="With --baseline: exit 5 if throughput falls by more than this: a percentage (10%) or a fraction (0.10).")] = None,
@@ -148,9 +158,11 @@ def bench(
 
     Examples:
 
-      nncli bench runs/quickstart/finetune runs/quickstart/finetune/onnx runs/quickstart/finetune/quantized --torch-int8 -o runs/bench
+      nncli bench runs/quickstart/finetune runs/quickstart/finetune/onnx runs/quickstart/finetune/quantized \\
+        --torch-int8 -o runs/bench
 
-      nncli bench runs/quickstart/finetune/onnx --batch-sizes 1,32 --seq-lens 128 --baseline runs/bench/report.json --fail-if-slower 10%
+      nncli bench runs/quickstart/finetune/onnx --batch-sizes 1,32 --seq-lens 128 \\
+        --baseline runs/bench/report.json --fail-if-slower 10%
     """
     def job():
         from nncli.core.report import parse_slowdown
@@ -168,7 +180,8 @@ def bench(
         for col in ("model", "backend", "batch", "tokens", "p50 ms", "p95 ms", "p99 ms", "examples/s"):
             t.add_column(col)
         for x in r["results"]:
-            t.add_row(Path(x["model"].rstrip("/")).name, x["backend"], str(x["batch_size"]), str(x["seq_len"]), f"{x['p50_ms']:.1f}",
+            t.add_row(Path(x["model"].rstrip("/")).name, x["backend"], str(x["batch_size"]), str(x["seq_len"]),
+                      f"{x['p50_ms']:.1f}",
                       f"{x['p95_ms']:.1f}", f"{x['p99_ms']:.1f}", f"{x['throughput_per_second']:.1f}")
         out = stdout()
         out.print(t)
@@ -195,7 +208,8 @@ def generate(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling (with --temperature).")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = 0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    chat: Annotated[bool, typer.Option("--chat", help="Wrap each prompt as a user message in the chat template.", metavar="")] = False,
+    chat: Annotated[bool, typer.Option("--chat", help="Wrap each prompt as a user message in the chat template.",
+                                       metavar="")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -214,14 +228,16 @@ def generate(
         if bool(prompt) == bool(data):
             raise UsageError("generate needs --prompt or --data (one of them)", 'e.g. --prompt "Once upon a time"')
         if max_new_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
-            raise UsageError("--max-new-tokens must be >= 1, --temperature >= 0, --top-p in (0, 1]", "e.g. --temperature 0.7 --top-p 0.9")
+            raise UsageError("--max-new-tokens must be >= 1, --temperature >= 0, --top-p in (0, 1]",
+                             "e.g. --temperature 0.7 --top-p 0.9")
         prompts = list(prompt or [])
         if data:
             from nncli.io.labelled import read_texts
 
             s, _, _ = read_texts(data, prompt_column, role="prompts", clean=False)
             prompts = s.texts[:limit]
-        return gen.generate_command(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+        return gen.generate_command(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                    top_k=top_k,
                                     seed=seed, chat=chat)
 
     def render(r):
@@ -245,7 +261,8 @@ def predict(
     text_column: TextColOpt = None,
     text_pair_column: PairColOpt = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write JSONL here (default: JSONL on stdout).")] = None,
-    id_column: Annotated[str | None, typer.Option(help="Column copied to each prediction as its id (default: 'id' if present).")] = None,
+    id_column: Annotated[str | None,
+                         typer.Option(help="Column copied to each prediction as its id (default: 'id' if present).")] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 64,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
@@ -276,7 +293,8 @@ def predict(
         if "predictions" in r:
             sys.stdout.write("".join(json.dumps(p, ensure_ascii=False, default=str) + "\n" for p in r["predictions"]))
         else:
-            stdout().print(f"{r['rows']} rows ({r['scored']} scored) -> {r['output']} ({r['backend']}, {r['throughput_per_second']} "
+            stdout().print(f"{r['rows']} rows ({r['scored']} scored) -> {r['output']} ({r['backend']}, "
+                           f"{r['throughput_per_second']} "
                            f"texts/s); predicted: {r['predicted_distribution']}", markup=False)
 
     execute(ctx, job, json_out, quiet, debug, render)

@@ -8,7 +8,7 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import columns, gate_flags, split_args, split_models
-from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, MaxOpt, MinOpt, PairColOpt, QuietOpt, TextColOpt
+from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, MaxOpt, MinOpt, OverwriteOpt, PairColOpt, QuietOpt, TextColOpt
 from nncli.cli.output import execute, stdout
 from nncli.core.errors import UsageError
 
@@ -24,14 +24,20 @@ def evaluate(
     text_pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
     slice_column: Annotated[str | None, typer.Option(help="Report every metric per value of this column.")] = None,
-    validation: Annotated[str | None, typer.Option(help="Data to fit the calibration temperature on (default: the run's validation split).")] = None,
-    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.", metavar="")] = False,
+    validation: Annotated[str | None,
+                          typer.Option(help="Data to fit the calibration temperature on "
+                                            "(default: the run's validation split).")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.",
+                                            metavar="")] = False,
     bins: Annotated[int | None, typer.Option(help="Calibration bins, equal width (default 15).")] = None,
-    robustness: Annotated[bool | None, typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.", metavar="")] = None,
+    robustness: Annotated[bool | None, typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.",
+                                                    metavar="")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.")] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
-    task: Annotated[str | None, typer.Option(help="auto (default: from the model's config), sequence-classification or causal-lm.")] = None,
+    output: Annotated[str | None,
+                      typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
+    overwrite: OverwriteOpt = False,
+    task: Annotated[str | None, typer.Option(help="auto (default: from the model's config), sequence-classification "
+                                                  "or causal-lm.")] = None,
     min_: MinOpt = None,
     max_: MaxOpt = None,
     json_out: JsonOpt = False,
@@ -44,7 +50,8 @@ def evaluate(
 
       nncli evaluate runs/quickstart/finetune --data recipes/data/reviews/test.csv --slice-column category -o runs/eval
 
-      nncli evaluate runs/quickstart/finetune runs/quickstart/finetune/merged-int8 --data test.csv --min accuracy=0.85 --max ece=0.05
+      nncli evaluate runs/quickstart/finetune runs/quickstart/finetune/merged-int8 --data test.csv \\
+        --min accuracy=0.85 --max ece=0.05
 
       nncli evaluate runs/quickstart/finetune --data test.csv --calibrate --json
     """
@@ -108,8 +115,10 @@ def explain(
     method: Annotated[str, typer.Option("--method", help="ig, occlusion, attention, a comma-separated list, or all.")] = "all",
     top_k: Annotated[int, typer.Option("--top-k", help="Words removed/kept for the faithfulness scores.")] = 3,
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    output: Annotated[str | None,
+                      typer.Option("--output", "-o",
+                                   help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -149,18 +158,23 @@ def drift(
     ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] [KEY=VALUE]...",
                     help="Optionally a drift recipe, and overrides.", show_default=False)] = None,
-    reference: Annotated[str | None, typer.Option("--reference", "-r", help="Run directory with profile.json (from finetune or evaluate --output), a profile.json, or reference data.")] = None,
-    current: Annotated[str | None, typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
+    reference: Annotated[str | None, typer.Option("--reference", "-r",
+                                                  help="Run directory with profile.json (from finetune or evaluate --output), a "
+                                                       "profile.json, or reference data.")] = None,
+    current: Annotated[str | None,
+                       typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
+    model: Annotated[str | None,
+                     typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
     text_column: Annotated[list[str] | None, typer.Option("--text-column", metavar="COLUMN", help="Text column "
                            "(default: the profile's, else text); repeat it when files name it differently.")] = None,
     label_column: Annotated[str | None, typer.Option("--label-column", metavar="COLUMN", help="Label column, used when "
                             "present (default: the profile's, else label).")] = None,
     alpha: Annotated[float | None, typer.Option(help="False-alarm rate for the whole report (default 0.05).")] = None,
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
+    max_accuracy_drop: Annotated[float | None,
+                                 typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use at most N current rows (seeded sample).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,

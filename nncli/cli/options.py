@@ -11,22 +11,33 @@ import typer
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout (results only).", metavar="")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.", metavar="")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also NNCLI_DEBUG=1).", metavar="")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")]
+OverwriteRunOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.", metavar="")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.",
+                                         metavar="")]
 ArgsArg = Annotated[list[str] | None, typer.Argument(
-    metavar="[RECIPE] [KEY=VALUE]...", help="A recipe file or shipped recipe name (finetune, sweep, validate: or a data file, the training data), "
+    metavar="[RECIPE] [KEY=VALUE]...",
+    help="A recipe file or shipped recipe name (finetune, sweep, validate: or a data file, the training data), "
          "then dotted overrides such as train.lr=1e-3.",
     show_default=False)]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Hub id, model directory or run directory "
                                                  "(default sentence-transformers/all-MiniLM-L6-v2).")]
-DataOpt = Annotated[str | None, typer.Option("--data", "-d", help="Training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id.")]
-ValidationOpt = Annotated[str | None, typer.Option("--validation", help="Validation file (default: a stratified 10% split of --data).")]
+DataOpt = Annotated[str | None,
+                    typer.Option("--data", "-d", help="Training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id.")]
+ValidationOpt = Annotated[str | None,
+                          typer.Option("--validation", help="Validation file (default: a stratified 10% split of --data).")]
 TestOpt = Annotated[str | None, typer.Option("--test", help="Test file, scored once at the end.")]
 TextColOpt = Annotated[list[str] | None, typer.Option("--text-column", metavar="COLUMN",
-                                                     help="Text column (default text); repeat it when files name it differently.")]
+                                                      help="Text column (default text); repeat it when files name it "
+                                                           "differently.")]
 PairColOpt = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column for pair tasks.")]
-LabelColOpt = Annotated[str | None, typer.Option("--label-column", metavar="COLUMN", help="Label column, strings or integers (default label).")]
+LabelColOpt = Annotated[str | None, typer.Option("--label-column", metavar="COLUMN",
+                                                 help="Label column, strings or integers (default label).")]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="Run directory (default runs/<recipe name>).")]
-MinOpt = Annotated[list[str] | None, typer.Option("--min", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is below VALUE.")]
-MaxOpt = Annotated[list[str] | None, typer.Option("--max", metavar="METRIC=VALUE", help="Gate: fail (exit 5) if METRIC is above VALUE.")]
+MinOpt = Annotated[list[str] | None, typer.Option("--min", metavar="METRIC=VALUE",
+                                                  help="Gate: fail (exit 5) if METRIC is below VALUE.")]
+MaxOpt = Annotated[list[str] | None, typer.Option("--max", metavar="METRIC=VALUE",
+                                                  help="Gate: fail (exit 5) if METRIC is above VALUE.")]
 
 
 def finetune_default(key: str):
@@ -38,11 +49,14 @@ def finetune_default(key: str):
 
 
 _T, _D = "train.", "data."
-EpochsOpt = Annotated[float | None, typer.Option(metavar="N", help=f"Training epochs (default {finetune_default(_T + 'epochs'):g}; "
+EpochsOpt = Annotated[float | None,
+                      typer.Option(metavar="N", help=f"Training epochs (default {finetune_default(_T + 'epochs'):g}; "
                                                                        "early stopping may end sooner).")]
 LrOpt = Annotated[float | None, typer.Option(metavar="LR", help="Peak learning rate (default 5e-4 with LoRA, 1e-4 full).")]
-BatchOpt = Annotated[int | None, typer.Option(metavar="N", help=f"Examples per batch (default {finetune_default(_T + 'batch_size')}).")]
+BatchOpt = Annotated[int | None,
+                     typer.Option(metavar="N", help=f"Examples per batch (default {finetune_default(_T + 'batch_size')}).")]
 MaxLengthOpt = Annotated[int | None, typer.Option(metavar="TOKENS", help="Truncate texts to this many tokens (default auto: "
                                                      "the shortest of 64..512 that keeps 95% of training texts whole).")]
-SeedOpt = Annotated[int | None, typer.Option(metavar="N", help=f"Random seed (default {finetune_default(_T + 'seed')}; same seed, "
+SeedOpt = Annotated[int | None,
+                    typer.Option(metavar="N", help=f"Random seed (default {finetune_default(_T + 'seed')}; same seed, "
                                                 "same metrics on CPU).")]

@@ -59,7 +59,8 @@ class Output:
 
     def bug(self, e: Exception) -> None:
         if self.json:
-            print_json({"status": "error", "exit_code": int(ExitCode.INTERNAL), "error": f"internal error: {type(e).__name__}: {e}"})
+            print_json({"status": "error", "exit_code": int(ExitCode.INTERNAL),
+                        "error": f"internal error: {type(e).__name__}: {e}"})
         if self.debug:
             traceback.print_exc(file=sys.stderr)
         console.console().print(f"error: internal error ({type(e).__name__}: {e}). This is a bug in nncli; "
@@ -114,4 +115,5 @@ def render_gates(out, report: dict) -> None:
         v = "missing" if g.get("value") is None else f"{g['value']:.4f}"
         how = f" ({g['decided_on']} {g['ci95'][0 if g['op'] == '>=' else 1]:.4f})" if g.get("decided_on") else ""
         n = f", n={g['n']}" if g.get("n") else ""
-        out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {v}{how}{n} -> {'pass' if g['passed'] else 'FAIL'}", markup=False)
+        out.print(f"gate {g['metric']} {g['op']} {g['threshold']}: {v}{how}{n} -> {'pass' if g['passed'] else 'FAIL'}",
+                  markup=False)

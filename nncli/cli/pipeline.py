@@ -20,7 +20,9 @@ def run_pipeline(
     args: Annotated[list[str] | None, typer.Argument(metavar="PIPELINE.yaml [KEY=VALUE]...",
                     help="A pipeline file (or shipped pipeline name) and overrides (STEP.KEY=VALUE for one step).",
                     show_default=False)] = None,
-    force: Annotated[list[str] | None, typer.Option("--force", metavar="STEP", help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
+    force: Annotated[list[str] | None,
+                     typer.Option("--force", metavar="STEP",
+                                  help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -65,8 +67,12 @@ def _render_pipeline(r: dict) -> None:
 @app.command("report")
 def report_cmd(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(help="Run directories (finetune, distill, evaluate, quantize, export, bench, drift, pipeline).")],
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the Markdown summary here (for a pull-request comment).")] = None,
+    runs: Annotated[list[str],
+                    typer.Argument(help="Run directories (finetune, distill, evaluate, quantize, export, bench, drift, "
+                                        "pipeline).")],
+    output: Annotated[str | None,
+                      typer.Option("--output", "-o",
+                                   help="Write the Markdown summary here (for a pull-request comment).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing -o file.")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

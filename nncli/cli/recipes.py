@@ -75,7 +75,7 @@ def recipes_copy(
         import yaml
 
         from nncli.core.atomic import atomic_write_text
-        from nncli.core.rundir import prepare_output_file
+        from nncli.core.outputs import prepare_output_file
         from nncli.recipe.load import get_path, read_yaml, set_path
         from nncli.recipe.registry import PATH_KEYS
         from nncli.recipe.shipped import find_recipe
@@ -102,7 +102,8 @@ def recipes_copy(
 
 
 @recipes_app.command("validate")
-def recipes_validate(ctx: typer.Context, paths: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")], json_out: JsonOpt = False):
+def recipes_validate(ctx: typer.Context, paths: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")],
+                     json_out: JsonOpt = False):
     """Check recipes against their schemas (no data is read). Every problem in every file is listed.
 
     Examples:
@@ -136,4 +137,5 @@ def recipes_validate(ctx: typer.Context, paths: Annotated[list[str], typer.Argum
                              details=problems)
         return {"recipes": results, "exit_code": 0}
 
-    execute(ctx, job, json_out, False, False, lambda r: stdout().print("\n".join(f"ok: {x['path']}" for x in r["recipes"]), markup=False))
+    execute(ctx, job, json_out, False, False, lambda r: stdout().print("\n".join(f"ok: {x['path']}" for x in r["recipes"]),
+                                                                       markup=False))

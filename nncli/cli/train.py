@@ -22,8 +22,10 @@ from nncli.cli.options import (
     MinOpt,
     ModelOpt,
     OutputOpt,
+    OverwriteRunOpt,
     PairColOpt,
     QuietOpt,
+    ResumeOpt,
     SeedOpt,
     TestOpt,
     TextColOpt,
@@ -51,16 +53,19 @@ def finetune(
     method: Annotated[str | None, typer.Option(metavar="lora|full", help="LoRA (default) or full fine-tuning.")] = None,
     task: Annotated[str | None, typer.Option(metavar="TASK", help="sequence-classification (default) or causal-lm.")] = None,
     prompt_column: Annotated[str | None, typer.Option(help="causal-lm: prompt column (with --completion-column).")] = None,
-    completion_column: Annotated[str | None, typer.Option(help="causal-lm: completion column (loss on completions only).")] = None,
+    completion_column: Annotated[str | None,
+                                 typer.Option(help="causal-lm: completion column (loss on completions only).")] = None,
     messages_column: Annotated[str | None, typer.Option(help="causal-lm: chat column, a list of {role, content}.")] = None,
     batch_size: BatchOpt = None,
     max_length: MaxLengthOpt = None,
     seed: SeedOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.", metavar="")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.", metavar="")] = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteRunOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Run the pre-flight checks only.", metavar="")] = False,
-    find_lr: Annotated[bool, typer.Option("--find-lr", help="Run a learning-rate range test, plot it and suggest a rate (no training).", metavar="")] = False,
-    use_found_lr: Annotated[bool, typer.Option("--use-found-lr", help="Run the range test, then train with its suggested rate.", metavar="")] = False,
+    find_lr: Annotated[bool, typer.Option(
+        "--find-lr", help="Run a learning-rate range test, plot it and suggest a rate (no training).", metavar="")] = False,
+    use_found_lr: Annotated[bool, typer.Option("--use-found-lr", help="Run the range test, then train with its suggested rate.",
+                                               metavar="")] = False,
     min_: MinOpt = None,
     max_: MaxOpt = None,
     json_out: JsonOpt = False,
@@ -75,7 +80,8 @@ def finetune(
 
       nncli finetune my.csv --text-column review --label-column stars -o runs/stars
 
-      nncli finetune --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv --text-column review --label-column stars -o runs/stars
+      nncli finetune --model sentence-transformers/all-MiniLM-L6-v2 --data train.csv \\
+        --text-column review --label-column stars -o runs/stars
 
       nncli finetune my.yaml train.lr=1e-3 train.epochs=5 --min test.macro_f1=0.6 --json
 
@@ -119,7 +125,8 @@ def _render_finetune(report: dict) -> None:
         out.print(f"pre-flight passed: {len(report['warnings'])} warning(s)", markup=False)
         return
     lm = report.get("task") == "causal-lm"
-    cols = ("split", "n", "loss", "perplexity") if lm else ("split", "n", "accuracy", "macro-F1", "loss", "majority acc", "TF-IDF+LR F1")
+    cols = ("split", "n", "loss", "perplexity") if lm else ("split", "n", "accuracy", "macro-F1", "loss", "majority acc",
+                                                            "TF-IDF+LR F1")
     t = Table(title=f"{report.get('name') or 'run'}: {report['status']}" + (" (causal LM)" if lm else ""))
     for col in cols:
         t.add_column(col)
@@ -147,8 +154,10 @@ def _render_finetune(report: dict) -> None:
 def distill(
     ctx: typer.Context,
     args: ArgsArg = None,
-    teacher: Annotated[str | None, typer.Option("--teacher", help="The fine-tuned teacher: a run directory or model directory.")] = None,
-    student: Annotated[str | None, typer.Option("--student", help="layers=N (teacher layers kept), hidden=H, both, or a model (default layers=3).")] = None,
+    teacher: Annotated[str | None,
+                       typer.Option("--teacher", help="The fine-tuned teacher: a run directory or model directory.")] = None,
+    student: Annotated[str | None, typer.Option(
+        "--student", help="layers=N (teacher layers kept), hidden=H, both, or a model (default layers=3).")] = None,
     data: DataOpt = None,
     validation: ValidationOpt = None,
     test: TestOpt = None,
@@ -156,15 +165,18 @@ def distill(
     text_pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
     output: OutputOpt = None,
-    transfer_data: Annotated[str | None, typer.Option("--transfer-data", help="Unlabelled texts the teacher labels for the student.")] = None,
+    transfer_data: Annotated[str | None, typer.Option("--transfer-data",
+                                                      help="Unlabelled texts the teacher labels for the student.")] = None,
     alpha: Annotated[float | None, typer.Option(help="Soft-target weight (default 0.5).")] = None,
     temperature: Annotated[float | None, typer.Option(help="Soft-target temperature (default 2).")] = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
-    control: Annotated[bool | None, typer.Option("--control/--no-control", help="Also train the student without the teacher (default on).", metavar="")] = None,
-    min_retention: Annotated[float | None, typer.Option("--min-retention", help="Gate: fail (exit 5) if student/teacher metric is below this (e.g. 0.97).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.", metavar="")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.", metavar="")] = False,
+    control: Annotated[bool | None, typer.Option(
+        "--control/--no-control", help="Also train the student without the teacher (default on).", metavar="")] = None,
+    min_retention: Annotated[float | None, typer.Option(
+        "--min-retention", help="Gate: fail (exit 5) if student/teacher metric is below this (e.g. 0.97).")] = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteRunOpt = False,
     min_: MinOpt = None,
     max_: MaxOpt = None,
     json_out: JsonOpt = False,
@@ -216,14 +228,16 @@ def _render_distill(r: dict) -> None:
         x = d[name]
         m = x["metrics"][split]
         t.add_row(name, f"{x['parameters']['total']:,}", f"{x['parameters']['without_embeddings']:,}", f"{x['size_mb']:.1f}",
-                  f"{x['latency_ms_batch1']:.1f}", f"{x['throughput_per_second']:.1f}", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
+                  f"{x['latency_ms_batch1']:.1f}", f"{x['throughput_per_second']:.1f}", f"{m['accuracy']:.4f}",
+                  f"{m['macro_f1']:.4f}")
     if "control" in d:
         m = d["control"]["metrics"][split]
         t.add_row("student, no teacher", "", "", "", "", "", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}")
     out = stdout()
     out.print(t)
     out.print(f"retention: accuracy {d['retention']['accuracy']:.3f}, macro-F1 {d['retention']['macro_f1']:.3f}; "
-              f"throughput {d['speedup_throughput']:.2f}x" + (f"; gain over control (macro-F1) {d['gain_over_control']['macro_f1'] * 100:+.2f} pts"
+              f"throughput {d['speedup_throughput']:.2f}x" + ("; gain over control (macro-F1) "
+                                                              f"{d['gain_over_control']['macro_f1'] * 100:+.2f} pts"
                                                             if "gain_over_control" in d else ""))
 
 
@@ -240,11 +254,14 @@ def sweep(
     test: TestOpt = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
-    trials: Annotated[int, typer.Option(metavar="N", help="Trial budget (shared by every worker on the study).", show_default=True)] = 20,
+    trials: Annotated[int, typer.Option(metavar="N", help="Trial budget (shared by every worker on the study).",
+                                        show_default=True)] = 20,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
-    metric: Annotated[str | None, typer.Option(help="Validation metric to optimise: macro_f1, accuracy or loss (default: the recipe's train.metric, macro_f1).")] = None,
+    metric: Annotated[str | None, typer.Option(help="Validation metric to optimise: macro_f1, accuracy or loss "
+                                                    "(default: the recipe's train.metric, macro_f1).")] = None,
     storage: Annotated[str | None, typer.Option(help="Study storage URL (default: sqlite in the sweep directory).")] = None,
-    study_name: Annotated[str | None, typer.Option(help="Study name, the same for workers sharing a storage (default: the recipe's name).")] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study name, the same for workers sharing a storage "
+                                                        "(default: the recipe's name).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Sweep directory (default runs/<name>-sweep).")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -271,12 +288,14 @@ def sweep(
         flags = {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
                  "data.text_column": columns(text_column), "data.label_column": label_column}
         recipe = load_recipe("finetune", path, overrides, flags)
-        return sw.run(recipe, trials=trials, timeout=timeout, metric=metric, storage=storage, study_name=study_name, output=output)
+        return sw.run(recipe, trials=trials, timeout=timeout, metric=metric, storage=storage, study_name=study_name,
+                      output=output)
 
     def render(r):
         from rich.table import Table
 
-        t = Table(title=f"sweep {r['study']['name']}: best trial {r['best']['number']} ({r['study']['metric']} {r['best']['value']:.4f})")
+        t = Table(title=f"sweep {r['study']['name']}: best trial {r['best']['number']} ({r['study']['metric']} "
+                        f"{r['best']['value']:.4f})")
         for col in ("trial", "state", "value", "parameters"):
             t.add_column(col)
         for x in r["trials"]:
@@ -285,7 +304,8 @@ def sweep(
         out = stdout()
         out.print(t)
         if r["best"].get("test"):
-            out.print("best trial on the test split: " + ", ".join(f"{k} {v:.4f}" for k, v in r["best"]["test"].items()), markup=False)
+            out.print("best trial on the test split: " + ", ".join(f"{k} {v:.4f}" for k, v in r["best"]["test"].items()),
+                      markup=False)
         out.print(f"best run: {r['best']['run_dir']}", markup=False)
 
     execute(ctx, job, json_out, quiet, debug, render)
@@ -304,7 +324,9 @@ def validate(
     test: TestOpt = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (leakage, duplicates, truncation...) as failures (exit 3).", metavar="")] = False,
+    strict: Annotated[bool,
+                      typer.Option("--strict", help="Treat warnings (leakage, duplicates, truncation...) as failures (exit 3).",
+                                   metavar="")] = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -342,4 +364,5 @@ def validate(
 
         return check(recipe, strict=strict)
 
-    execute(ctx, job, json_out, quiet, debug, lambda r: stdout().print(r["summary"] + f"\nok: {len(r['warnings'])} warning(s)", markup=False))
+    execute(ctx, job, json_out, quiet, debug, lambda r: stdout().print(r["summary"] + f"\nok: {len(r['warnings'])} warning(s)",
+                                                                       markup=False))

@@ -16,7 +16,8 @@ from nncli.core.errors import EnvironmentProblem
 
 def disk_error(e: OSError, what: Path) -> EnvironmentProblem:
     if e.errno == errno.ENOSPC:
-        return EnvironmentProblem(f"disk full while writing {what}", "free disk space, or choose another --output on a larger disk")
+        return EnvironmentProblem(f"disk full while writing {what}",
+                                  "free disk space, or choose another --output on a larger disk")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return EnvironmentProblem(f"cannot write {what}: {e.strerror}", "choose a writable --output directory")
     return EnvironmentProblem(f"cannot write {what}: {e.strerror or e}", "check the output location")

@@ -173,7 +173,8 @@ def parse_gate_flags(items: list[str] | None, op: str) -> dict[str, float]:
         except ValueError:
             raise UsageError(f"--{op} {item!r} is not METRIC=NUMBER", f"write it as --{op} accuracy=0.85") from None
         if not math.isfinite(out[metric.strip()]):
-            raise UsageError(f"--{op} {item!r}: the threshold must be a finite number", f"write it as --{op} {metric.strip()}=0.85")
+            raise UsageError(f"--{op} {item!r}: the threshold must be a finite number",
+                             f"write it as --{op} {metric.strip()}=0.85")
     return out
 
 

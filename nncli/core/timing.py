@@ -18,5 +18,6 @@ def measure(fn, *, warmup: int = 3, min_repeats: int = 10, min_seconds: float = 
         fn()
         times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)),
             "mean_ms": float(ms.mean()), "repeats": len(times)}

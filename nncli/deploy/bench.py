@@ -28,7 +28,7 @@ def bench_classifier(clf, batch_sizes: list[int], seq_lens: list[int], **timing)
             continue
         for b in batch_sizes:
             batch = clf.synthetic_batch(b, s)
-            m = measure(lambda: clf.forward(batch), **timing)
+            m = measure(lambda batch=batch: clf.forward(batch), **timing)
             m["throughput_per_second"] = b / (m["p50_ms"] / 1000)
             rows.append({"model": clf.name, "backend": clf.backend, "batch_size": b, "seq_len": s, **m})
             console.log(f"  {Path(clf.name).name} [{clf.backend}] batch {b} x {s} tokens: p50 {m['p50_ms']:.1f} ms, "
@@ -86,7 +86,8 @@ def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threa
                 rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
             release(clf)  # one engine alive at a time: idle ONNX Runtime threads spin and would slow the next model
         report.update(results=rows, machine=fp, environment=environment(threads), settings={
-            "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "min_seconds": min_seconds, "min_repeats": min_repeats,
+            "batch_sizes": batch_sizes, "seq_lens": seq_lens, "threads": threads, "min_seconds": min_seconds,
+            "min_repeats": min_repeats,
             "load_average": list(os.getloadavg())})
         if base is not None:
             report["baseline"] = str(base_path)
@@ -102,7 +103,8 @@ def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threa
     if failed:
         worst = min(failed, key=lambda g: g["value"])
         raise GateFailed(f"{len(failed)} configuration(s) slower than the baseline by more than {fail_if_slower:.0%} "
-                         f"(worst: {worst['metric']} at {worst['value']:.2f}x)", "see the regressions in report.json", report=report)
+                         f"(worst: {worst['metric']} at {worst['value']:.2f}x)", "see the regressions in report.json",
+                         report=report)
     return report
 
 

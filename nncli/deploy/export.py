@@ -39,7 +39,8 @@ def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
         raise UsageError("export needs --output DIR (the model is not a run directory)", "pass --output exports/my-model")
     out = RunDir(recipe.output or default_out, command="export")
     texts = _parity_texts(recipe, run_dir, task)          # every input is read before the output is touched
-    inputs = [source.path, recipe.parity.data, run_dir / "recipe.yaml" if run_dir is not None and not recipe.parity.data else None]
+    inputs = [source.path, recipe.parity.data,
+              run_dir / "recipe.yaml" if run_dir is not None and not recipe.parity.data else None]
     out.prepare(overwrite=overwrite, inputs=inputs)
     report = base_report("export", recipe.name)
     report.update(source={"model": recipe.model, "path": source.path, "resolved_from": source.source}, format=recipe.format,
@@ -71,7 +72,8 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
         raise
     except Exception as e:
         shutil.rmtree(staging, ignore_errors=True)
-        raise InputError(f"export of {recipe.model} to {recipe.format} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+        raise InputError(f"export of {recipe.model} to {recipe.format} failed: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
                          "check that the architecture is supported by optimum-onnx (nncli --debug shows the traceback)") from e
     for name in COPY_ALONG:
         if (Path(source.path) / name).exists():
@@ -170,7 +172,8 @@ def _export_safetensors(src: str, dest: Path, task: str, recipe: ExportRecipe) -
     from nncli.io.models import load_tokenizer
 
     cls = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
-    model = cls.from_pretrained(src, trust_remote_code=recipe.trust_remote_code, use_safetensors=None if recipe.allow_pickle else True)
+    model = cls.from_pretrained(src, trust_remote_code=recipe.trust_remote_code,
+                                use_safetensors=None if recipe.allow_pickle else True)
     model.save_pretrained(dest, safe_serialization=True)
     load_tokenizer(src, recipe.trust_remote_code).save_pretrained(dest)
 

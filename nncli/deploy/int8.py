@@ -32,7 +32,8 @@ def build(name: str, src: str, onnx_dir: Path | None, work: Path, calib_texts: l
         exclude = ["classifier", "pooler", "score"] if name.endswith("head-fp32") else []
         (dest / "quantization.json").write_text(_json.dumps({"method": "torch-dynamic-int8", "modules": "torch.nn.Linear",
                                                              "exclude": exclude, "dtype": "qint8",
-                                                             "note": "fp32 weights on disk; int8 applied when nncli loads the model"}))
+                                                             "note": "fp32 weights on disk; int8 applied when nncli loads "
+                                                                     "the model"}))
         return dest
     import logging
 
@@ -77,5 +78,5 @@ def head_nodes(path: Path) -> list[str]:
     import onnx
 
     m = onnx.load(str(path), load_external_data=False)
-    return [n.name for n in m.graph.node if n.op_type in ("MatMul", "Gemm") and any(k in n.name for k in ("classifier", "pooler",
-                                                                                                       "score", "pre_classifier"))]
+    heads = ("classifier", "pooler", "score", "pre_classifier")
+    return [n.name for n in m.graph.node if n.op_type in ("MatMul", "Gemm") and any(k in n.name for k in heads)]

@@ -24,7 +24,7 @@ SKIP_EMPTY = "empty text"
 def run(model: str, data: str, *, text_column="text", text_pair_column: str | None = None, output: str | None = None,
         id_column: str | None = None, batch_size: int = 64, threads: int | None = None, limit: int | None = None,
         encoding: str = "utf-8", trust_remote_code: bool = False, allow_pickle: bool = False, overwrite: bool = False) -> dict:
-    from nncli.core.rundir import prepare_output_file
+    from nncli.core.outputs import prepare_output_file
     from nncli.io.inference import load_classifier, model_dir_of
     from nncli.io.labelled import check_column, to_split
     from nncli.io.tables import read_table

@@ -42,7 +42,8 @@ def candidates_for(method: str, backend: str) -> list[str]:
         out += ort_dynamic if method in ("auto", "dynamic") else []
         out += ["ort-static-int8"] if method in ("auto", "static") else []
     if not out:
-        raise UsageError(f"method={method} is not available for backend={backend}", "static quantization needs --backend onnxruntime")
+        raise UsageError(f"method={method} is not available for backend={backend}",
+                         "static quantization needs --backend onnxruntime")
     return out
 
 
@@ -122,7 +123,8 @@ def _measure_all(recipe, source, ref, data, names, work: Path) -> tuple[list[dic
         rows.append(row)
         built[name] = path
         console.log(f"  {name}: accuracy {row['accuracy']:.4f} (drop {row['accuracy_drop'] * 100:+.2f} pts, at most "
-                    f"{row['accuracy_drop_upper'] * 100:.2f}), flips {row['flip_rate']:.1%}, {row['throughput_per_second']:.1f}/s "
+                    f"{row['accuracy_drop_upper'] * 100:.2f}), flips {row['flip_rate']:.1%}, "
+                    f"{row['throughput_per_second']:.1f}/s "
                     f"({row['speedup']:.2f}x), {row['status']}")
     return rows, built
 
@@ -155,7 +157,8 @@ def _judge(name, backend, size, s, fp32, data, recipe: QuantizeRecipe, reference
     speedup = s["throughput_per_second"] / fp32["throughput_per_second"]
     reasons = []
     if upper * 100 > recipe.max_drop + 1e-9:
-        how = "" if paired["drop"] * 100 > recipe.max_drop else f" (measured {paired['drop'] * 100:+.2f}; too few rows to rule out more)"
+        how = ("" if paired["drop"] * 100 > recipe.max_drop
+               else f" (measured {paired['drop'] * 100:+.2f}; too few rows to rule out more)")
         reasons.append(f"accuracy drop could be {upper * 100:.2f} > {recipe.max_drop} pts at 95% confidence{how}")
     if recipe.max_flip_rate is not None and flip_upper > recipe.max_flip_rate:
         reasons.append(f"flip rate could be {flip_upper:.1%} > {recipe.max_flip_rate:.1%}")
@@ -203,7 +206,8 @@ def _data(recipe: QuantizeRecipe, run_dir: Path | None) -> dict:
 
     texts, labels, extra, calib, source = [], [], [], [], ""
     if recipe.data.path:
-        s, names, _ = read_texts(recipe.data.path, recipe.data.text_column, role="quantize data", label_column=recipe.data.label_column)
+        s, names, _ = read_texts(recipe.data.path, recipe.data.text_column, role="quantize data",
+                                 label_column=recipe.data.label_column)
         texts, labels, source = s.texts, names, s.source
     if run_dir is not None:
         from nncli.recipe.load import load_run_recipe

@@ -109,7 +109,8 @@ def _dropped(table, s, kept: set[int], role: str, clean: bool) -> list[dict]:
     for i in range(table.n_rows):
         if i + 1 not in kept:
             empty = not clean_text(raw[i], clean).strip()
-            out.append({"split": role, "row": i + 1, "kind": "empty_text" if empty else "missing_label", "score": 1.0, "label": None,
+            out.append({"split": role, "row": i + 1, "kind": "empty_text" if empty else "missing_label", "score": 1.0,
+                        "label": None,
                         "text": "" if raw[i] is None else str(raw[i])[:300], "evidence": {}})
     return out
 

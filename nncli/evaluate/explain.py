@@ -254,48 +254,15 @@ def run(model: str, *, text: str | None = None, data: str | None = None, text_co
     out = RunDir(output, command="explain") if output else None
     if out is not None:
         out.check(overwrite=overwrite, inputs=[data])    # fail fast; prepared once the explanations are computed
-    if text is not None:
-        if not text.strip():
-            raise UsageError("--text is empty", 'pass the text to explain, e.g. --text "great value"')
-        texts, source = [text], "--text"
-    else:
-        from nncli.io.labelled import read_texts
-
-        s, _, _ = read_texts(data, text_column or "text", role="explain data")
-        texts, source = s.texts[:limit], s.source
+    texts, source = _texts_to_explain(text, data, text_column, limit)
     ex = Explainer(model, threads=threads)
     rng = np.random.default_rng(seed)
     results, notes = [], []
     faith = {m: [] for m in methods}
     for i, t in enumerate(texts):
-        e = ex.encode(t)
-        if not e["words"]:
+        item = _explain_one(ex, t, methods, steps=steps, top_k=top_k, rng=rng, faith=faith, notes=notes, where=(i, len(texts)))
+        if item is None:
             continue
-        target, p, _ = ex.predict(e)
-        item = {"text": t, "prediction": ex.label_of(target), "probability": p, "words": e["word_text"],
-                "spans": e["spans"], "scores": {}, "details": {}}
-        if e["truncated"]:
-            item["truncated"] = e["truncated"]
-            notes.append(_truncation_note(i, len(texts), e["truncated"]))
-            console.warn(notes[-1])
-        for m in methods:
-            if m == "ig":
-                sc, det = ex.integrated_gradients(e, target, steps)
-            elif m == "occlusion":
-                sc, det = ex.occlusion(e, target, p)
-            else:
-                sc, det = ex.attention_rollout(e)
-            item["scores"][m] = [float(x) for x in sc]
-            if det:
-                item["details"][m] = det
-            f = faithfulness(ex, e, target, p, sc, top_k, rng)
-            item.setdefault("faithfulness", {})[m] = f
-            if f:
-                faith[m].append(f)
-        ig = item["details"].get("ig")
-        if ig and ig["convergence_delta"] > 0.05 * max(abs(ig["prob_minus_baseline"]), 0.1):
-            item["warnings"] = [f"integrated gradients did not converge in {ig['steps']} steps (delta {ig['convergence_delta']:.3f}); "
-                                "treat its scores for this text with care"]
         results.append(item)
         if len(texts) > 1 and (i + 1) % 10 == 0:
             console.log(f"explained {i + 1}/{len(texts)} texts")
@@ -313,6 +280,52 @@ def run(model: str, *, text: str | None = None, data: str | None = None, text_co
         _write(out, report, results, timer)
     report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
     return report
+
+
+def _texts_to_explain(text: str | None, data: str | None, text_column, limit: int) -> tuple[list[str], str]:
+    if text is not None:
+        if not text.strip():
+            raise UsageError("--text is empty", 'pass the text to explain, e.g. --text "great value"')
+        return [text], "--text"
+    from nncli.io.labelled import read_texts
+
+    s, _, _ = read_texts(data, text_column or "text", role="explain data")
+    return s.texts[:limit], s.source
+
+
+def _explain_one(ex: Explainer, t: str, methods: list[str], *, steps: int, top_k: int, rng, faith: dict, notes: list[str],
+                 where: tuple[int, int]) -> dict | None:
+    """Scores of every method for one text (text `where[0]` of `where[1]`), with their faithfulness (appended to `faith`;
+    a truncation note to `notes`); None for a text without words."""
+    e = ex.encode(t)
+    if not e["words"]:
+        return None
+    target, p, _ = ex.predict(e)
+    item = {"text": t, "prediction": ex.label_of(target), "probability": p, "words": e["word_text"],
+            "spans": e["spans"], "scores": {}, "details": {}}
+    if e["truncated"]:
+        item["truncated"] = e["truncated"]
+        notes.append(_truncation_note(*where, e["truncated"]))
+        console.warn(notes[-1])
+    for m in methods:
+        if m == "ig":
+            sc, det = ex.integrated_gradients(e, target, steps)
+        elif m == "occlusion":
+            sc, det = ex.occlusion(e, target, p)
+        else:
+            sc, det = ex.attention_rollout(e)
+        item["scores"][m] = [float(x) for x in sc]
+        if det:
+            item["details"][m] = det
+        f = faithfulness(ex, e, target, p, sc, top_k, rng)
+        item.setdefault("faithfulness", {})[m] = f
+        if f:
+            faith[m].append(f)
+    ig = item["details"].get("ig")
+    if ig and ig["convergence_delta"] > 0.05 * max(abs(ig["prob_minus_baseline"]), 0.1):
+        item["warnings"] = [f"integrated gradients did not converge in {ig['steps']} steps "
+                            f"(delta {ig['convergence_delta']:.3f}); treat its scores for this text with care"]
+    return item
 
 
 def _write(out: RunDir, report: dict, results: list[dict], timer: Timer) -> None:

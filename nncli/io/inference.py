@@ -81,7 +81,8 @@ class Classifier:
         with torch.inference_mode():
             return self.model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()
 
-    def _forward_with_embeddings(self, batch: dict, mask: np.ndarray, layers: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_with_embeddings(self, batch: dict, mask: np.ndarray,
+                                 layers: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         with torch.inference_mode():
@@ -176,7 +177,9 @@ def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle:
     d = model_dir_of(name)
     p = Path(name)
     if p.is_file() and p.suffix == ".onnx":
-        return _load_onnx(name, p.parent, max_length, threads) if p.name == "model.onnx" else _load_onnx_file(name, p, max_length, threads)
+        if p.name == "model.onnx":
+            return _load_onnx(name, p.parent, max_length, threads)
+        return _load_onnx_file(name, p, max_length, threads)
     if d is not None and any(d.glob("*.onnx")):
         return _load_onnx(name, d, max_length, threads)
     set_threads(threads)
@@ -208,7 +211,8 @@ def load_classifier(name: str, *, trust_remote_code: bool = False, allow_pickle:
     accepted = set(inspect.signature(model.forward).parameters)
     inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted and k in tok.model_input_names]
     limit = max_length or trained_length(config.to_dict()) or min(512, getattr(config, "max_position_embeddings", 512) or 512)
-    return Classifier(name, resolved.path, "torch-int8" if quant else "torch", labels, read_temperature(Path(resolved.path)), limit,
+    return Classifier(name, resolved.path, "torch-int8" if quant else "torch", labels, read_temperature(Path(resolved.path)),
+                      limit,
                       {"inputs": inputs, "source": resolved.source, "config": config.to_dict()}, model, tok)
 
 
@@ -281,7 +285,7 @@ def _load_onnx_file(name: str, path: Path, max_length: int | None, threads: int 
         import onnxruntime as ort
     except ImportError:
         from nncli.core.errors import missing_extra
-        raise missing_extra("onnxruntime", None)
+        raise missing_extra("onnxruntime", None) from None
 
     d = path.parent
     config, labels = _onnx_config(d)
@@ -294,7 +298,8 @@ def _load_onnx_file(name: str, path: Path, max_length: int | None, threads: int 
     try:
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise InputError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}", "re-export it with nncli export") from e
+        raise InputError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}",
+                         "re-export it with nncli export") from e
     if not labels:
         labels = [f"LABEL_{i}" for i in range(sess.get_outputs()[0].shape[-1])]
     tok = LiteTokenizer(d)

@@ -213,6 +213,7 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
     args = dict(text_column=data.text_column, label_column=data.label_column, pair_column=data.text_pair_column,
                 clean=data.clean_text)
     train, train_names = to_split(train_t, "train", **args)
+    columns_hint = f"check data.text_column={data.text_column} and data.label_column={data.label_column}"
     if data.max_train_samples and data.max_train_samples < len(train):
         import random
 
@@ -221,7 +222,7 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
         notes.append(f"train: using a seeded random subset of {len(train)} rows (data.max_train_samples)")
     if len(train) == 0:
         raise InputError(f"train data {Path(train_t.source).name} has no usable rows ({train_t.n_rows} read, all empty "
-                         "or unlabelled)", f"check data.text_column={data.text_column} and data.label_column={data.label_column}")
+                         "or unlabelled)", columns_hint)
     names = set(train_names)
     if label_names is None:
         if len(names) < 2:
@@ -244,7 +245,7 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
         if s is not None:
             if len(s) == 0:
                 raise InputError(f"{s.name} data {Path(s.source).name} has no usable rows ({s.rows_read} read, all empty "
-                                 "or unlabelled)", f"check data.text_column={data.text_column} and data.label_column={data.label_column}")
+                                 "or unlabelled)", columns_hint)
             held_out = len(validation) if s is train and val_t is None else 0
             note = None if s is validation and val_t is None else _split_note(s, held_out)
             if note:

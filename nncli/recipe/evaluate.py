@@ -13,7 +13,8 @@ class EvalDataSpec(Strict):
     path: str | None = Field(None, description="evaluation data: a file or hub dataset id")
     config: str | None = None
     split: str = Field("test", description="hub split name")
-    validation: str | None = Field(None, description="data to fit the calibration temperature on; default: the run's validation split")
+    validation: str | None = Field(None,
+                                   description="data to fit the calibration temperature on; default: the run's validation split")
     text_column: Union[str, list[str]] = "text"
     text_pair_column: str | None = None
     label_column: Union[str, list[str]] = "label"

@@ -32,7 +32,8 @@ class DataBase(Strict):
     validation_split: str | None = Field(None, description="hub split name for validation (e.g. validation)")
     test_split: str | None = Field(None, description="hub split name for test")
     text_column: Union[str, list[str]] = Field("text", description="text column; a list means: the first one each file has")
-    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="share of train held out when there is no validation file")
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5,
+                                       description="share of train held out when there is no validation file")
     max_train_samples: int | None = Field(None, ge=1, description="use a seeded random subset of N training rows")
     encoding: str = Field("utf-8", description="text encoding of local files (e.g. latin-1, cp1252)")
     quoting: Literal["auto", "standard", "none"] = Field("auto", description="CSV/TSV quoting: decided per file (auto), "
@@ -120,7 +121,8 @@ class LoggingSpec(Strict):
 
 
 class SweepSpec(Strict):
-    space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="dotted recipe key -> {low, high, log} or {choices}")
+    space: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                             description="dotted recipe key -> {low, high, log} or {choices}")
     metric: Literal["accuracy", "macro_f1", "loss"] | None = Field(None, description="validation metric; default train.metric")
     pruner: Literal["median", "halving"] = "median"
     startup_trials: int = Field(3, ge=0, description="median pruner: trials that are never pruned")

@@ -54,7 +54,8 @@ def _unknown_key(schema: type[BaseModel], loc: list[str]) -> str:
         return f"renamed; write {RENAMED[dotted]}"
     elsewhere = _other_task(schema, loc)
     if elsewhere:
-        return f"does not apply to task {getattr(schema.model_fields.get('task'), 'default', '?')}; it is a key of task {elsewhere}"
+        task = getattr(schema.model_fields.get("task"), "default", "?")
+        return f"does not apply to task {task}; it is a key of task {elsewhere}"
     leaf = loc[-1]
     if leaf in TRAINER_NAMES and TRAINER_NAMES[leaf] != dotted and _exists(schema, TRAINER_NAMES[leaf].split(".")):
         return f"unknown key; did you mean '{TRAINER_NAMES[leaf]}'? (nncli's name for {leaf})"

@@ -60,7 +60,7 @@ def read_yaml(path: str | Path) -> dict:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read recipe {p}: {e}", "save it as UTF-8 text")
+        raise UsageError(f"cannot read recipe {p}: {e}", "save it as UTF-8 text") from e
     try:
         data = safe_load(text)
     except DuplicateKey as e:
@@ -70,7 +70,7 @@ def read_yaml(path: str | Path) -> dict:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UsageError(f"{p}: malformed YAML{where}: {problem}", "fix the YAML syntax (indentation, colons, quotes)")
+        raise UsageError(f"{p}: malformed YAML{where}: {problem}", "fix the YAML syntax (indentation, colons, quotes)") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

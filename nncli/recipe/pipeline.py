@@ -13,14 +13,16 @@ class PipelineStep(Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", description="referred to by later steps as ${name.key}")
     command: Literal["finetune", "distill", "evaluate", "quantize", "export", "bench", "drift"]
     recipe: str | None = Field(None, description="a recipe file for this command (relative to the pipeline file)")
-    set: dict[str, Any] = Field(default_factory=dict, description="recipe keys for this step (nested or dotted), over the recipe file")
+    set: dict[str, Any] = Field(default_factory=dict,
+                                description="recipe keys for this step (nested or dotted), over the recipe file")
     gates: GatesSpec = GatesSpec()
 
 
 class PipelineRecipe(Strict):
     command: Literal["pipeline"] = "pipeline"
     name: str | None = None
-    output: str | None = Field(None, description="pipeline directory; each step writes to <output>/<step name>; default runs/<name>")
+    output: str | None = Field(None,
+                               description="pipeline directory; each step writes to <output>/<step name>; default runs/<name>")
     steps: list[PipelineStep] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -40,7 +40,8 @@ def prepared_tokenizer(tok, max_length: int, clean: bool, entities: set[str] | N
 
 
 def save_classifier(run, pf, recipe, out, report) -> None:
-    console.log(f"saving: {'adapter, ' if recipe.method == 'lora' else ''}merged model, drift reference profile, curves in {out.path}")
+    console.log(f"saving: {'adapter, ' if recipe.method == 'lora' else ''}merged model, drift reference profile, curves in "
+                f"{out.path}")
     model, tok = run.model, prepared_tokenizer(pf.tokenizer, pf.max_length, recipe.data.clean_text)
     arts = report["artifacts"]
     nncli_info = {"task": "sequence-classification", "run": recipe.name, "max_length": pf.max_length,
@@ -89,7 +90,7 @@ def _finish_adapter(d: Path, model, recipe, report) -> None:
 
 def write_profile(out, recipe, pf, merged, tok, report) -> None:
     """Reference profile for `nncli drift`: text statistics on train + validation, model outputs on validation (held out)."""
-    from nncli.evaluate import drift
+    from nncli.evaluate import drift_profile as drift
     from nncli.io.inference import Classifier
     from nncli.io.models import accepted_inputs
 
@@ -113,7 +114,8 @@ def write_profile(out, recipe, pf, merged, tok, report) -> None:
     except Exception as e:  # a missing profile must not lose a finished model; say so
         if isinstance(e, OSError) and e.errno == 28:
             raise
-        msg = f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]}); nncli drift will need --reference DATA"
+        msg = (f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]}); "
+               "nncli drift will need --reference DATA")
         console.warn(msg)
         report["warnings"].append(msg)
 

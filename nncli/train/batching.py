@@ -8,7 +8,8 @@ import random
 import numpy as np
 
 
-def epoch_batches(lengths, batch_size: int, seed: int, group_by_length: bool, *, rank: int = 0, world: int = 1) -> list[list[int]]:
+def epoch_batches(lengths, batch_size: int, seed: int, group_by_length: bool, *, rank: int = 0,
+                  world: int = 1) -> list[list[int]]:
     """This process's batches of one epoch: every world-th batch of one shuffled order shared by all processes."""
     rng = random.Random(seed)
     idx = list(range(len(lengths)))

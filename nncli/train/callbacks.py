@@ -55,7 +55,8 @@ class Trackers(Callback):
                 self.wandb = wandb.init(project="nncli", name=self.run_name, dir=str(self.out.path), config=self.params)
         except ImportError as e:
             name = e.name or str(e)
-            raise missing_extra(name, {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}.get(name, name)) from None
+            extra = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}.get(name, name)
+            raise missing_extra(name, extra) from None
 
     def _start_mlflow(self) -> None:
         import mlflow

@@ -41,10 +41,11 @@ def classifier_card(report, recipe) -> str:
     lines += ["", f"Labels: {', '.join(d['label_names'])}. Data fingerprint `{d['fingerprint']}`. Texts truncated to "
               f"{d['tokens']['max_length']} tokens ({d['tokens'].get('max_length_chosen', '')}).", "",
               "## Results (95% bootstrap confidence intervals)", "",
-              "| split | n | accuracy | macro-F1 | log-loss | majority-class acc / F1 | TF-IDF+LR acc / F1 |", "|---|---|---|---|---|---|---|"]
+              "| split | n | accuracy | macro-F1 | log-loss | majority-class acc / F1 | TF-IDF+LR acc / F1 |",
+              "|---|---|---|---|---|---|---|"]
     for split, m in report["metrics"].items():
         ci = m.get("ci95", {})
-        fmt = lambda k: f"{m[k]:.3f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")  # noqa: E731
+        fmt = lambda k, m=m, ci=ci: f"{m[k]:.3f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")  # noqa: E731
         maj, tf = report["baselines"]["majority_class"][split], report["baselines"]["tfidf_logreg"][split]
         lines.append(f"| {split} | {m['n']} | {fmt('accuracy')} | {fmt('macro_f1')} | {m['loss']:.3f} | {maj['accuracy']:.3f} / "
                      f"{maj['macro_f1']:.3f} | {tf['accuracy']:.3f} / {tf['macro_f1']:.3f} |")
@@ -56,7 +57,8 @@ def classifier_card(report, recipe) -> str:
               f"{recipe.train.warmup_ratio:.0%} warm-up, weight decay {recipe.train.weight_decay}, class weights "
               f"{recipe.train.class_weights}, seed {recipe.train.seed}.",
               f"{t['trainable_parameters']:,} of {t['total_parameters']:,} parameters trained. "
-              f"{report['timings'].get('train_samples_per_second')} training samples/s, peak memory {report.get('peak_memory_mb')} MB.",
+              f"{report['timings'].get('train_samples_per_second')} training samples/s, peak memory "
+              f"{report.get('peak_memory_mb')} MB.",
               "", "![training curves](curves.png)", "", "## Limitations and warnings", ""]
     lines += [f"- {w}" for w in (report["warnings"] or ["none raised by nncli's checks"])]
     if "test" not in report["metrics"]:
@@ -67,7 +69,8 @@ def classifier_card(report, recipe) -> str:
               "clf = pipeline('text-classification', model='merged', truncation=True)  # truncates where training did",
               "```", ""]
     if recipe.method == "lora":
-        lines += ["The LoRA adapter alone (`adapter/`, its own card in adapter/README.md) loads onto the base model with peft:", ""]
+        lines += ["The LoRA adapter alone (`adapter/`, its own card in adapter/README.md) loads onto the base model with peft:",
+                  ""]
         lines += adapter_snippet(adapter_base(recipe), "adapter") + [""]
     return "\n".join(lines + ["Re-run: `nncli finetune recipe.yaml`.", ""])
 
@@ -81,10 +84,12 @@ def adapter_base(recipe) -> str:
 
 def adapter_snippet(base: str, folder: str) -> list[str]:
     """The exact code that loads the adapter with peft (tested as written in tests/test_finetune.py)."""
-    return ["```python", "from peft import PeftModel", "from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer",
+    return ["```python", "from peft import PeftModel",
+            "from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer",
             "", f'config = AutoConfig.from_pretrained("{folder}")   # label names and num_labels, saved beside the adapter',
             f'base = AutoModelForSequenceClassification.from_pretrained("{base}", config=config)',
-            f'model = PeftModel.from_pretrained(base, "{folder}")', f'tokenizer = AutoTokenizer.from_pretrained("{folder}")', "```"]
+            f'model = PeftModel.from_pretrained(base, "{folder}")', f'tokenizer = AutoTokenizer.from_pretrained("{folder}")',
+            "```"]
 
 
 def _per_class(report, split: str) -> list[str]:
@@ -92,7 +97,8 @@ def _per_class(report, split: str) -> list[str]:
     if not pc:
         return []
     lines = ["", f"Per class ({split}):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    return lines + [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {int(v['support'])} |" for k, v in pc.items()]
+    return lines + [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {int(v['support'])} |" for k,
+                    v in pc.items()]
 
 
 def adapter_card(base: str, labels: list[str], recipe, report) -> str:
@@ -116,13 +122,15 @@ def lm_card(report, recipe) -> str:
     lora = f", LoRA r={recipe.lora.r}" if recipe.method == "lora" else ""
     lines += [f"# {recipe.name or 'nncli run'}", "", f"Causal LM fine-tuned by nncli {report['nncli_version']} from "
               f"`{recipe.model.name}` ({recipe.method}{lora}{', DoRA' if recipe.lora.use_dora else ''}) on "
-              f"{report['data']['mode']} data.", "", "## Data", "", "| split | examples | target tokens | truncated |", "|---|---|---|---|"]
+              f"{report['data']['mode']} data.", "", "## Data", "", "| split | examples | target tokens | truncated |",
+              "|---|---|---|---|"]
     for name, s in report["data"]["splits"].items():
         lines.append(f"| {name} | {s['examples']} | {s['target_tokens']} | {s['truncated']} |")
     lines += ["", "## Results", "", "| split | loss | perplexity | target tokens |", "|---|---|---|---|"]
     for name, m in report["metrics"].items():
         lines.append(f"| {name} | {m['loss']:.4f} | {m['perplexity']:.3f} | {m['target_tokens']} |")
-    lines += ["", f"{t['steps']} optimizer steps; best validation loss at step {t['best_step']}; {t['trainable_parameters']:,} of "
+    lines += ["",
+              f"{t['steps']} optimizer steps; best validation loss at step {t['best_step']}; {t['trainable_parameters']:,} of "
                   f"{t['total_parameters']:,} parameters trained.", "", "## Sample generations (greedy, validation prompts)", ""]
     for s in report.get("samples", []):
         lines += [f"- prompt: `{s['prompt'][-200:]}`", f"  - generated: `{s['generated'][:200]}`",

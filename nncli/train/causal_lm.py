@@ -138,7 +138,8 @@ def sample_generations(model, tok, ex, recipe, n: int = 3, max_new_tokens: int =
 
     out = []
     for p in ex.prompts[:n]:
-        prompt = render_chat(tok, p["messages"], recipe.data.chat_template, add_generation_prompt=True) if "messages" in p else p["prompt"]
+        prompt = render_chat(tok, p["messages"], recipe.data.chat_template,
+                             add_generation_prompt=True) if "messages" in p else p["prompt"]
         out.append({"prompt": prompt, "generated": generate(model, tok, prompt, max_new_tokens=max_new_tokens),
                     "reference": p.get("reference")})
     return out

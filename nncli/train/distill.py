@@ -31,13 +31,15 @@ def run(recipe, *, resume: bool = False, overwrite: bool = False) -> RunReport:
     from nncli.io.inference import load_classifier, release
 
     spec = parse_student(recipe.student)
-    teacher = load_classifier(recipe.teacher, trust_remote_code=recipe.model.trust_remote_code, allow_pickle=recipe.model.allow_pickle,
+    teacher = load_classifier(recipe.teacher, trust_remote_code=recipe.model.trust_remote_code,
+                              allow_pickle=recipe.model.allow_pickle,
                               threads=recipe.train.threads)
     if not teacher.backend.startswith("torch"):
         raise InputError(f"teacher {recipe.teacher} is an ONNX export: distillation needs the PyTorch model",
                          "pass the run directory or its merged/ folder as --teacher")
     teacher_fp = model_fingerprint(teacher.path)
-    ft = finetune_recipe(recipe, spec["model"] if "model" in spec else teacher.path, recipe.output or f"runs/{recipe.name or 'distill'}")
+    ft = finetune_recipe(recipe, spec["model"] if "model" in spec else teacher.path,
+                         recipe.output or f"runs/{recipe.name or 'distill'}")
     d = recipe.distill
     settings = {"teacher": teacher_fp, "student": recipe.student, "alpha": d.alpha, "T": d.temperature,
                 "hidden_weight": d.hidden_weight, "transfer": d.transfer_data, "transfer_limit": d.transfer_limit}
@@ -68,7 +70,8 @@ def run(recipe, *, resume: bool = False, overwrite: bool = False) -> RunReport:
         values.update(_distill_values(dist, s.report, recipe))
         s.report["distill"] = dist
         card = classifier.card(s.report, ft) + model_card_section(dist)
-        return finish(s.report, s.out, evaluate_gates(gates_of(recipe.gates), values, intervals=intervals, sizes=sizes), card=card)
+        return finish(s.report, s.out, evaluate_gates(gates_of(recipe.gates), values, intervals=intervals, sizes=sizes),
+                      card=card)
 
 
 def finetune_recipe(recipe, model: str | Path, output: str, *, gates: bool = True):
@@ -159,7 +162,8 @@ def _transfer(data, recipe, teacher, teacher_fp, layers, cache, info):
     from nncli.io.labelled import read_texts
 
     d = recipe.distill
-    s, _, _ = read_texts(d.transfer_data, d.transfer_text_column or recipe.data.text_column, role="transfer data", key_prefix="distill")
+    s, _, _ = read_texts(d.transfer_data, d.transfer_text_column or recipe.data.text_column, role="transfer data",
+                         key_prefix="distill")
     held_out = {t for sp in (data.validation, data.test) if sp is not None for t in sp.texts}
     keep = [i for i, t in enumerate(s.texts) if t not in held_out]
     dropped = len(s.texts) - len(keep)
@@ -183,7 +187,8 @@ def _distill_values(dist: dict, report, recipe) -> dict:
                       "hidden_weight": recipe.distill.hidden_weight},
                 speedup_throughput=dist["student"]["throughput_per_second"] / dist["teacher"]["throughput_per_second"],
                 speedup_latency=dist["teacher"]["latency_ms_batch1"] / dist["student"]["latency_ms_batch1"])
-    values = {"retention": retention[metric], "retention_accuracy": retention["accuracy"], "retention_macro_f1": retention["macro_f1"],
+    values = {"retention": retention[metric], "retention_accuracy": retention["accuracy"],
+              "retention_macro_f1": retention["macro_f1"],
               "speedup": dist["speedup_throughput"]}
     if "control" in dist:
         c = dist["control"]["metrics"][split]
@@ -204,8 +209,8 @@ def _side_by_side(teacher, student, data, recipe, report) -> dict:
                "size_mb": round(sum(f.stat().st_size for f in Path(clf.path).glob("*.safetensors")) / 1e6, 2)}
         seq = min(128, clf.max_length)
         b1, b32 = clf.synthetic_batch(1, seq), clf.synthetic_batch(32, seq)
-        row["latency_ms_batch1"] = measure(lambda: clf.forward(b1), **timing)["p50_ms"]
-        row["throughput_per_second"] = 32 / (measure(lambda: clf.forward(b32), **timing)["p50_ms"] / 1000)
+        row["latency_ms_batch1"] = measure(lambda clf=clf, b1=b1: clf.forward(b1), **timing)["p50_ms"]
+        row["throughput_per_second"] = 32 / (measure(lambda clf=clf, b32=b32: clf.forward(b32), **timing)["p50_ms"] / 1000)
         if role == "teacher":
             order = [clf.label_names.index(n) for n in data.label_names]
             row["metrics"] = {}
@@ -213,7 +218,8 @@ def _side_by_side(teacher, student, data, recipe, report) -> dict:
                 probs = softmax(clf.logits(s.texts, s.pairs)[:, order])
                 row["metrics"][s.name] = M.classification(np.asarray(s.labels), probs.argmax(1), len(data.label_names), probs)
         else:
-            row["metrics"] = {k: {m: v[m] for m in ("accuracy", "macro_f1", "loss") if m in v} for k, v in report["metrics"].items()}
+            row["metrics"] = {k: {m: v[m] for m in ("accuracy", "macro_f1", "loss") if m in v} for k,
+                              v in report["metrics"].items()}
         out[role] = row
     return out
 
@@ -222,12 +228,15 @@ def model_card_section(d: dict) -> str:
     t, s, split = d["teacher"], d["student"], d["split"]
     lines = ["", "## Distillation", "",
              f"Student ({s['init'].get('init', s['init'].get('model'))}) trained against the teacher `{t['path']}` with alpha "
-             f"{d['loss']['alpha']}, temperature {d['loss']['temperature']}, hidden-state weight {d['loss']['hidden_weight']}.", "",
-             "| | parameters | without embeddings | size MB | batch-1 ms | batch-32 /s | accuracy | macro-F1 |", "|---|---|---|---|---|---|---|---|"]
+             f"{d['loss']['alpha']}, temperature {d['loss']['temperature']}, hidden-state weight {d['loss']['hidden_weight']}.",
+             "",
+             "| | parameters | without embeddings | size MB | batch-1 ms | batch-32 /s | accuracy | macro-F1 |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in (("teacher", t), ("student", s)):
         m = r["metrics"][split]
         lines.append(f"| {name} | {r['parameters']['total']:,} | {r['parameters']['without_embeddings']:,} | {r['size_mb']} | "
-                     f"{r['latency_ms_batch1']:.1f} | {r['throughput_per_second']:.1f} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+                     f"{r['latency_ms_batch1']:.1f} | {r['throughput_per_second']:.1f} | {m['accuracy']:.4f} | "
+                     f"{m['macro_f1']:.4f} |")
     if "control" in d:
         m = d["control"]["metrics"][split]
         lines.append(f"| student without teacher (control) | | | | | | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")

@@ -154,7 +154,8 @@ def _range_test(s: Session, task, model) -> float:
     console.log(f"learning-rate range test: up to {r.train.lr_finder_steps} steps from 1e-7 to 1")
     finder = LRFinder(r.train.lr_finder_steps)
     cfg = FitConfig(max_steps=r.train.lr_finder_steps, batch_size=r.train.batch_size, lr=1e-7, warmup_ratio=0.0,
-                    scheduler="constant", max_grad_norm=r.train.max_grad_norm, seed=r.train.seed, evaluate=False, checkpoint=False,
+                    scheduler="constant", max_grad_norm=r.train.max_grad_norm, seed=r.train.seed, evaluate=False,
+                    checkpoint=False,
                     weight_decay=r.train.weight_decay, group_by_length=r.train.group_by_length, bf16=use_bf16(r.train.bf16))
     fit(task, model, cfg, s.out, callbacks=[finder])
     res = finder.result()
@@ -179,7 +180,8 @@ def summarise(s: Session, run) -> None:
     rate = st.samples_seen / st.train_seconds if st.train_seconds else None
     if "augmentation" in s.report["data"]:
         a = s.report["data"]["augmentation"]
-        a["augmented_examples_seen"] = int(round(st.samples_seen * a["examples_added"] / max(a["train_rows_with_augmentation"], 1)))
+        a["augmented_examples_seen"] = int(round(st.samples_seen * a["examples_added"] / max(a["train_rows_with_augmentation"],
+                                                                                             1)))
     s.report["timings"] = {"wall_seconds": s.timer(), "train_seconds": round(st.train_seconds, 2),
                            "train_samples_per_second": round(rate, 2) if rate else None}
     s.report["peak_memory_mb"] = peak_memory_mb()

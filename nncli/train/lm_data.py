@@ -55,7 +55,8 @@ def _messages(value, row: int, source: str) -> list[dict] | None:
             value = json.loads(value)
         except ValueError:
             raise InputError(f"{source} row {row}: the messages column is not a JSON list of {{role, content}}",
-                             'write each conversation as [{"role": "user", "content": "..."}, {"role": "assistant", ...}]') from None
+                             'write each conversation as [{"role": "user", "content": "..."}, '
+                             '{"role": "assistant", ...}]') from None
     if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
         raise InputError(f"{source} row {row}: messages must be a list of {{role, content}} objects",
                          'e.g. [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]')
@@ -82,7 +83,8 @@ def encode_pair(tok, prompt: str, completion: str, max_length: int, train_on_pro
     return ids[:max_length], labels[:max_length], cut
 
 
-def encode_chat(tok, messages: list[dict], template: str | None, max_length: int, train_on_prompt: bool) -> tuple[list[int], list[int], bool]:
+def encode_chat(tok, messages: list[dict], template: str | None, max_length: int,
+                train_on_prompt: bool) -> tuple[list[int], list[int], bool]:
     """Token ids of the rendered conversation; labels only on assistant turns (found by rendering prefixes)."""
     ids: list[int] = []
     labels: list[int] = []
@@ -152,7 +154,8 @@ def _split_examples(recipe, tok, name: str, src: str) -> LMExamples:
         ex.prompts.append(prompt)
         ex.truncated += cut
     if not ex.input_ids:
-        raise InputError(f"{name} data {Path(str(src)).name} has no usable examples ({ex.rows_read} rows read, {ex.dropped} empty)",
+        raise InputError(f"{name} data {Path(str(src)).name} has no usable examples ({ex.rows_read} rows read, {ex.dropped} "
+                         "empty)",
                          "check the column names and that the texts are not empty")
     return ex
 

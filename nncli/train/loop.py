@@ -139,7 +139,8 @@ class Run:
         dev = self.accelerator.device
         if dev.type == "cpu":
             return batch
-        return {k: ({n: t.to(dev) for n, t in v.items()} if isinstance(v, dict) else v.to(dev) if isinstance(v, torch.Tensor) else v)
+        return {k: ({n: t.to(dev) for n, t in v.items()} if isinstance(v, dict) else v.to(dev) if isinstance(v,
+                                                                                                             torch.Tensor) else v)
                 for k, v in batch.items()}
 
     def trainable(self) -> dict:
@@ -200,7 +201,8 @@ def fit(task, model, cfg: FitConfig, out=None, *, callbacks=(), resume: bool = F
             _train(run, bar)
     except NonFinite as e:
         raise Diverged(f"training loss became {e} at step {run.state.step}: the run diverged; nothing was saved",
-                         "lower train.lr (e.g. by 10x), keep train.max_grad_norm set, or check the data for broken rows") from None
+                         "lower train.lr (e.g. by 10x), keep train.max_grad_norm set, "
+                         "or check the data for broken rows") from None
     finally:
         for cb in run.callbacks:
             cb.on_train_end(run)
@@ -290,8 +292,8 @@ def _evaluate(run: Run) -> None:
         s.bad_evals += 1
     epoch = round(s.epoch + s.batch_in_epoch / max(1, run.steps_per_epoch * run.accumulation), 3)
     s.history.append({"step": s.step, "epoch": epoch, **{f"validation_{k}": round(v, 5) for k, v in metrics.items()}})
-    console.log(f"step {s.step}/{run.total_steps}: validation " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                                                                             if k in task.shown) + (" (best)" if improved else ""))
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in task.shown)
+    console.log(f"step {s.step}/{run.total_steps}: validation " + shown + (" (best)" if improved else ""))
     for cb in run.callbacks:
         cb.on_evaluate(run, s.step, metrics)
     if run.cfg.patience and s.bad_evals >= run.cfg.patience:

@@ -27,7 +27,8 @@ SUPPORTED = ("BertLayer", "RobertaLayer", "XLMRobertaLayer", "ElectraLayer", "Ca
 
 def checkpoint_pooling(model_path: str) -> str | None:
     """'mean' / 'cls' when a sentence-transformers checkpoint says how it pools (1_Pooling/config.json), else None."""
-    for cfg in sorted(Path(model_path).glob("*Pooling*/config.json")) + sorted(Path(model_path).parent.glob("*Pooling*/config.json")):
+    found = sorted(Path(model_path).glob("*Pooling*/config.json")) + sorted(Path(model_path).parent.glob("*Pooling*/config.json"))
+    for cfg in found:
         try:
             c = json.loads(cfg.read_text())
         except (OSError, ValueError):

@@ -155,7 +155,8 @@ def _length_checks(pf: Preflight, recipe, summary: dict) -> None:
                          "mean_after_truncation": float(np.minimum(lengths, max_len).mean()), "max_length_chosen": how}
     if truncated > 0.1:
         pf.warnings.append(f"{truncated:.0%} of training texts are longer than data.max_length={max_len} tokens and will be "
-                           f"truncated (p90 {summary['tokens']['p90']}, max {summary['tokens']['max']}); consider a larger max_length")
+                           f"truncated (p90 {summary['tokens']['p90']}, max {summary['tokens']['max']}); consider a larger "
+                           "max_length")
     elif truncated > 0:
         summary["tokens"]["note"] = f"{truncated:.1%} of training texts will be truncated"
 
@@ -226,7 +227,8 @@ def _estimate(pf: Preflight, recipe, check_memory: bool) -> None:
     if check_memory and avail and peak > 0.9 * avail:
         raise EnvironmentProblem(
             f"this run needs about {peak / 1e9:.1f} GB of memory, more than the {avail / 1e9:.1f} GB available",
-            f"lower train.batch_size (e.g. {max(1, b // 4)}) with train.gradient_accumulation={recipe.train.gradient_accumulation * 4}, "
+            f"lower train.batch_size (e.g. {max(1, b // 4)}) with "
+            f"train.gradient_accumulation={recipe.train.gradient_accumulation * 4}, "
             f"or a shorter data.max_length")
 
 

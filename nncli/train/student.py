@@ -21,7 +21,8 @@ def parse_student(spec: str) -> dict:
         k, _, v = part.partition("=")
         k = k.strip()
         if k not in ("layers", "hidden"):
-            raise UsageError(f"student: unknown setting {k!r} in {spec!r}", "use layers=N and/or hidden=H, e.g. --student layers=3")
+            raise UsageError(f"student: unknown setting {k!r} in {spec!r}",
+                             "use layers=N and/or hidden=H, e.g. --student layers=3")
         try:
             out[k] = int(v)
         except ValueError:

@@ -43,7 +43,8 @@ def space_of(recipe) -> dict:
         space.pop("train.class_weights", None)
     for k, v in space.items():
         if not isinstance(v, dict) or not ("choices" in v or ("low" in v and "high" in v)):
-            raise UsageError(f"sweep.space.{k}: give {{low, high[, log]}} or {{choices: [...]}}", "e.g. train.lr: {low: 1e-4, high: 3e-3, log: true}")
+            raise UsageError(f"sweep.space.{k}: give {{low, high[, log]}} or {{choices: [...]}}",
+                             "e.g. train.lr: {low: 1e-4, high: 3e-3, log: true}")
         if "choices" in v and not v["choices"]:
             raise UsageError(f"sweep.space.{k}: choices is empty", "list at least one value")
         if "low" in v and not float(v["low"]) < float(v["high"]):
@@ -103,7 +104,8 @@ def run(recipe, *, trials: int, timeout: float | None = None, metric: str | None
     study = _open_study(optuna, url, name, metric, recipe)
     finished = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
                         if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
-    console.log(f"sweep: study '{name}' in {url}: {len(finished())} of {trials} trials already finished; metric validation {metric}")
+    console.log(f"sweep: study '{name}' in {url}: {len(finished())} of {trials} trials already finished; metric validation "
+                f"{metric}")
     if len(finished()) >= trials:
         console.log("sweep: the trial budget is already spent; reporting the study")
     try:
@@ -111,7 +113,8 @@ def run(recipe, *, trials: int, timeout: float | None = None, metric: str | None
                        catch=(InputError,), callbacks=[optuna.study.MaxTrialsCallback(
                            trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
     except Interrupted as e:
-        raise Interrupted(f"sweep interrupted: {e.message}", "run the same command again: the study resumes where it stopped") from e
+        raise Interrupted(f"sweep interrupted: {e.message}",
+                          "run the same command again: the study resumes where it stopped") from e
     return _report(optuna, study, recipe, space, metric, name, url, out, timer)
 
 
@@ -128,8 +131,8 @@ def _open_study(optuna, url: str, name: str, metric: str, recipe):
     last = None
     for attempt in range(6):   # workers starting together race to create the tables: retry, then give up clearly
         try:
-            rdb = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90,
-                                             engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
+            engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+            rdb = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90, engine_kwargs=engine_kwargs)
             study = optuna.create_study(study_name=name, storage=rdb, load_if_exists=True,
                                         direction="minimize" if metric == "loss" else "maximize",
                                         sampler=optuna.samplers.TPESampler(seed=recipe.train.seed), pruner=pruner)
@@ -157,7 +160,8 @@ class Pruning(Callback):
         value = metrics[self.metric]
         self.trial.report(value, step)
         if self.trial.should_prune():
-            raise self.optuna.TrialPruned(f"validation {self.metric} {value:.4f} at step {step} is below the median of earlier trials")
+            raise self.optuna.TrialPruned(f"validation {self.metric} {value:.4f} at step {step} is below the median of earlier "
+                                          "trials")
 
 
 def _objective(optuna, recipe, space: dict, metric: str, out: RunDir):
@@ -193,9 +197,11 @@ def _report(optuna, study, recipe, space, metric, name, url, out, timer) -> RunR
         raise InputError("no trial completed", "see the trial directories; widen the search space or check the data")
     best = study.best_trial
     report = base_report("sweep", recipe.name, task=recipe.task)
-    report.update(study={"name": name, "storage": url, "direction": study.direction.name.lower(), "metric": f"validation.{metric}"},
+    report.update(study={"name": name, "storage": url, "direction": study.direction.name.lower(),
+                         "metric": f"validation.{metric}"},
                   space=space, trials=[_trial_row(t) for t in study.get_trials(deepcopy=False)],
-                  best={"number": best.number, "value": best.value, "params": best.params, "run_dir": best.user_attrs.get("run_dir")},
+                  best={"number": best.number, "value": best.value, "params": best.params,
+                        "run_dir": best.user_attrs.get("run_dir")},
                   environment=environment(recipe.train.threads))
     counts: dict = {}
     for t in report["trials"]:

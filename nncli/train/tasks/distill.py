@@ -22,7 +22,8 @@ IGNORE = -100
 def cache_dir(configured: str | None) -> Path:
     if configured:
         return Path(configured)
-    base = os.environ.get("NNCLI_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nncli")
+    base = os.environ.get("NNCLI_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                                                             "nncli")
     return Path(base) / "distill"
 
 
