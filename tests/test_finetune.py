@@ -22,7 +22,6 @@ def test_finetune_end_to_end(arch, tiny_models, tiny_data, tmp_path, cli):
     assert saved["metrics"] == report["metrics"]
     for split in ("validation", "test"):
         m = saved["metrics"][split]
-        assert 0 <= m["accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
         assert m["ci95"]["accuracy"][0] <= m["accuracy"] <= m["ci95"]["accuracy"][1]
         assert set(saved["baselines"]["majority_class"][split]) >= {"accuracy", "macro_f1"}
         assert set(saved["baselines"]["tfidf_logreg"][split]) >= {"accuracy", "macro_f1"}
@@ -44,8 +43,17 @@ def test_finetune_end_to_end(arch, tiny_models, tiny_data, tmp_path, cli):
     x = tok(["great lamp", "awful broken kettle"], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**x).logits, adapted(**x).logits, atol=1e-4)
-    clf = pipeline("text-classification", model=str(out / "merged"), device="cpu")
-    assert clf("great lamp")[0]["label"] in {"negative", "neutral", "positive"}
+    # the reported accuracy is the one transformers' own pipeline measures with the merged model (whether LoRA on a
+    # random backbone learns is not this test's business: test_training_learns_the_task is)
+    import csv
+
+    clf = pipeline("text-classification", model=str(out / "merged"), device="cpu", truncation=True, max_length=32)
+    for split in ("validation", "test"):
+        with open(tiny_data[split], newline="") as f:
+            rows = list(csv.DictReader(f))
+        predicted = [p["label"] for p in clf([r["text"] for r in rows], batch_size=16)]
+        accuracy = sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+        assert saved["metrics"][split]["accuracy"] == pytest.approx(accuracy), split
 
 
 def test_training_learns_the_task(tiny_bert, tiny_data, tmp_path, cli):
@@ -141,8 +149,29 @@ def test_threads_adapt_to_cores_busy_elsewhere(monkeypatch, capsys):
         torch.set_num_threads(before)
 
 
-def test_busy_core_measurement_is_sane():
-    from nncli.core.machine import busy_cores_elsewhere
+def test_busy_core_measurement_sees_a_busy_loop_and_says_none_without_proc(monkeypatch):
+    import builtins
+    import os
+    import subprocess
+    import sys
 
-    v = busy_cores_elsewhere(0.1)
-    assert v is None or 0.0 <= v <= (__import__("os").cpu_count() or 1) + 0.5
+    from nncli.core import machine
+
+    spin = subprocess.Popen([sys.executable, "-c", "import sys\nprint('go', flush=True)\nwhile True: pass"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert spin.stdout.readline() == "go\n"
+        v = machine.busy_cores_elsewhere(0.5)   # another process keeps (at least) one core busy all along
+    finally:
+        spin.kill()
+        spin.wait()
+    assert 0.5 <= v <= (os.cpu_count() or 1) + 0.05
+    real_open = builtins.open
+
+    def no_proc(f, *a, **k):
+        if str(f).startswith("/proc"):
+            raise OSError("no /proc here")
+        return real_open(f, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert machine.busy_cores_elsewhere(0.01) is None

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
+import math
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
-from conftest import FACTS, TEMPLATE  # noqa: F401  (shared with tests/test_engine.py)
+from conftest import FACTS, TEMPLATE, interrupt_at  # noqa: F401  (FACTS, TEMPLATE shared with tests/test_engine.py)
 
 from nncli.train import lm_data as lm
 
@@ -51,8 +48,11 @@ def test_chat_template_rendering_and_assistant_only_labels(tiny_llama):
     # a template from the recipe when the tokenizer has none
     plain = _tok(tiny_llama)
     plain.chat_template = None
-    with pytest.raises(Exception):
+    from nncli.core.errors import InputError
+
+    with pytest.raises(InputError, match="the tokenizer has no chat template, and the recipe sets none") as e:
         lm.render_chat(plain, msgs, None)
+    assert "data.chat_template" in e.value.hint
     assert lm.render_chat(plain, msgs[:1], "{% for m in messages %}[{{ m['content'] }}]{% endfor %}") == "[what is the colour of the sky?]"
 
 
@@ -142,12 +142,29 @@ def test_plain_text_with_packing_and_gpt2_lora(tiny_gpt2, lm_data, tmp_path, cli
     assert rep["training"]["steps"] < 96 / 8  # packed: fewer, longer sequences than examples
 
 
-def test_causal_lm_evaluate_and_gates(pc_run, lm_data, cli):
+def test_causal_lm_evaluate_and_gates(pc_run, lm_data, tmp_path, cli):
     out, r = pc_run
     assert r.exit_code == 0
-    code, stdout, stderr = cli("evaluate", str(out), "--data", str(lm_data["validation"]["text"]), "--json")
+    data = str(lm_data["validation"]["text"])
+    code, stdout, stderr = cli("evaluate", str(out), "--data", data, "--max", "perplexity=1e6", "--json")
     assert code == 0, stderr
-    assert json.loads(stdout)["task"] == "causal-lm"
+    rep = json.loads(stdout)
+    assert rep["task"] == "causal-lm"
+    loss = rep["models"][0]["metrics"]["loss"]
+    assert rep["models"][0]["metrics"]["perplexity"] == pytest.approx(math.exp(loss))
+    assert [(g["metric"], g["op"], g["passed"]) for g in rep["gates"]] == [("perplexity", "<=", True)]
+    # a loss gate just below the measured loss fails: exit 5, the failed gate in stdout and in report.json
+    ev = tmp_path / "ev"
+    code, stdout, stderr = cli("evaluate", str(out), "--data", data, "--max", f"loss={loss * 0.99}", "-o", str(ev), "--json")
+    assert code == 5, stderr
+    gates = json.loads((ev / "report.json").read_text())["gates"]
+    assert [(g["metric"], g["op"], g["passed"]) for g in gates] == [("loss", "<=", False)]
+    assert gates[0]["value"] == pytest.approx(loss) and gates[0]["threshold"] == pytest.approx(loss * 0.99)
+    assert json.loads(stdout)["exit_code"] == 5 and "1 gate(s) failed: loss" in stderr
+    assert json.loads((ev / "report.json").read_text())["exit_code"] == 5
+    # classification metrics mean nothing for a language model: refused before anything runs
+    code, _, stderr = cli("evaluate", str(out), "--data", data, "--min", "accuracy=0.5")
+    assert code == 2 and "accuracy" in stderr
 
 
 def test_causal_lm_refuses_bad_input(tiny_gpt2, lm_data, tmp_path, cli):
@@ -170,16 +187,8 @@ def test_interrupt_then_resume_continues_from_the_same_step(tiny_gpt2, lm_data, 
     assert code == 0, stderr
     expected = json.loads(stdout)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "nncli", *_ft(tiny_gpt2, data, out, *args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoint" / "state.json").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("training finished before the signal arrived")
-    assert proc.returncode == 130, err
+    rc, _, err = interrupt_at(_ft(tiny_gpt2, data, out, *args), [("train.step", signal.SIGINT)], tmp_path)
+    assert rc == 130, err
     step = json.loads((out / "checkpoint" / "state.json").read_text())["step"]
     assert 0 < step < expected["training"]["steps"]
     code, stdout, stderr = cli(*_ft(tiny_gpt2, data, out, *args, "--resume", "--json"))

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import finetune_args
+from conftest import finetune_args, interrupt_at
 
 
 def _sweep_args(tiny_bert, tiny_data, out, *extra):
@@ -165,7 +165,11 @@ def test_augmentation_methods_are_seeded_and_label_preserving():
     a = augment_split([t, "bad product"], [1, 0], spec, seed=3)
     b = augment_split([t, "bad product"], [1, 0], spec, seed=3)
     assert a == b and a[2] >= 2 and a[0][:2] == [t, "bad product"]
-    assert all(lab == (1 if txt != "bad product" and "product" not in txt else 0) or True for txt, lab in zip(a[0], a[1]))
+    # every variant is made of its own source's words (or their synonyms) and carries that source's label
+    sources = {t: 1, "bad product": 0}
+    vocab = {s: set(s.split()) | {w for word in s.split() for alt in syn.get(word, ()) for w in alt.split()} for s in sources}
+    for txt, lab in zip(a[0][2:], a[1][2:]):
+        assert {y for s, y in sources.items() if set(txt.split()) <= vocab[s]} == {lab}, (txt, lab)
     assert a[1][2:] == [1] * a[1][2:].count(1) + [0] * a[1][2:].count(0)
 
 
@@ -180,20 +184,12 @@ def test_augmentation_in_finetune_reports_counts(tiny_bert, tiny_data, tmp_path,
 
 def test_interrupted_sweep_resumes_and_finishes_the_budget(tiny_bert, tiny_data, tmp_path, cli):
     import signal
-    import time
 
     out = tmp_path / "int"
     args = _sweep_args(tiny_bert, tiny_data, out, SPACE, "train.epochs=8", "train.batch_size=4", "--trials", "3")
-    proc = subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "trial-0000" / "checkpoint" / "state.json").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("the sweep finished before the signal arrived")
-    assert proc.returncode == 130, err
+    rc, _, err = interrupt_at(args, [("train.step", signal.SIGINT)], tmp_path)   # in trial 0, after its first checkpoint
+    assert rc == 130, err
+    assert (out / "trial-0000" / "checkpoint" / "state.json").is_file()
     assert "study resumes" in err
     code, stdout, stderr = cli(*args, "--json")
     assert code == 0, stderr
