@@ -8,6 +8,7 @@ import pytest
 from conftest import finetune_args
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
 def test_finetune_end_to_end(arch, tiny_models, tiny_data, tmp_path, cli):
     out = tmp_path / "run"
@@ -56,6 +57,7 @@ def test_finetune_end_to_end(arch, tiny_models, tiny_data, tmp_path, cli):
         assert saved["metrics"][split]["accuracy"] == pytest.approx(accuracy), split
 
 
+@pytest.mark.slow
 def test_training_learns_the_task(tiny_bert, tiny_data, tmp_path, cli):
     # a random 2-layer backbone cannot be adapted by LoRA alone; full fine-tuning must learn the keyword task
     out = tmp_path / "run"
@@ -68,6 +70,7 @@ def test_training_learns_the_task(tiny_bert, tiny_data, tmp_path, cli):
     assert not any(w.startswith("COLLAPSED") for w in r["warnings"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_bert, tiny_data, tmp_path, cli):
     reports = []
     for i in range(2):
@@ -77,6 +80,7 @@ def test_same_seed_same_metrics(tiny_bert, tiny_data, tmp_path, cli):
     assert reports[0] == reports[1]
 
 
+@pytest.mark.slow
 def test_full_finetune_writes_merged_only(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "full"
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.epochs=1", "--json"))
@@ -85,6 +89,7 @@ def test_full_finetune_writes_merged_only(tiny_bert, tiny_data, tmp_path, cli):
     assert json.loads(stdout)["training"]["fully_trained_modules"] == ["all"]
 
 
+@pytest.mark.slow
 def test_collapse_is_reported(tiny_bert, tiny_data, tmp_path, cli):
     # a learning rate far too small for 1 step cannot learn anything: the report must say so
     out = tmp_path / "collapse"
@@ -96,6 +101,7 @@ def test_collapse_is_reported(tiny_bert, tiny_data, tmp_path, cli):
     assert "warning:" in stderr
 
 
+@pytest.mark.slow
 def test_model_card_and_recipe_rerun(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "card"
     code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.epochs=1"))
@@ -108,6 +114,7 @@ def test_model_card_and_recipe_rerun(tiny_bert, tiny_data, tmp_path, cli):
     assert json.loads(stdout)["metrics"] == json.loads((out / "report.json").read_text())["metrics"]
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "tb"
     code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.max_steps=4", "logging.report_to=[tensorboard]",
@@ -117,6 +124,7 @@ def test_tensorboard_event_files(tiny_bert, tiny_data, tmp_path, cli):
     assert events and events[0].stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_and_step_evaluation(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "acc"
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.gradient_accumulation=2", "train.batch_size=8",

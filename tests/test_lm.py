@@ -85,6 +85,7 @@ def pc_run(tiny_gpt2, lm_data, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_loss_falls_and_the_model_memorises(pc_run):
     out, r = pc_run
     assert r.exit_code == 0, r.stderr
@@ -97,6 +98,7 @@ def test_loss_falls_and_the_model_memorises(pc_run):
     assert "## Sample generations" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_generate_command_on_the_run(pc_run, cli):
     out, r = pc_run
     assert r.exit_code == 0
@@ -111,6 +113,7 @@ def test_generate_command_on_the_run(pc_run, cli):
     assert code == 2 and "--prompt" in stderr
 
 
+@pytest.mark.slow
 def test_lora_chat_on_llama_merge_matches_adapter(tiny_llama, lm_data, tmp_path, cli):
     import torch
     from peft import PeftModel
@@ -133,6 +136,7 @@ def test_lora_chat_on_llama_merge_matches_adapter(tiny_llama, lm_data, tmp_path,
         assert torch.allclose(adapted(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_plain_text_with_packing_and_gpt2_lora(tiny_gpt2, lm_data, tmp_path, cli):
     data = {s: lm_data[s]["text"] for s in ("train", "validation")}
     code, stdout, stderr = cli(*_ft(tiny_gpt2, data, tmp_path / "txt", "data.packing=true", "train.epochs=1", "--json"))
@@ -142,6 +146,7 @@ def test_plain_text_with_packing_and_gpt2_lora(tiny_gpt2, lm_data, tmp_path, cli
     assert rep["training"]["steps"] < 96 / 8  # packed: fewer, longer sequences than examples
 
 
+@pytest.mark.slow
 def test_causal_lm_evaluate_and_gates(pc_run, lm_data, tmp_path, cli):
     out, r = pc_run
     assert r.exit_code == 0
@@ -179,6 +184,7 @@ def test_causal_lm_refuses_bad_input(tiny_gpt2, lm_data, tmp_path, cli):
     assert code == 3 and "messages" in stderr and "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_continues_from_the_same_step(tiny_gpt2, lm_data, tmp_path, cli):
     data = {s: lm_data[s]["pc"] for s in ("train", "validation")}
     args = ("--prompt-column", "prompt", "--completion-column", "completion", "--method", "full", "train.epochs=16",
@@ -198,6 +204,7 @@ def test_interrupt_then_resume_continues_from_the_same_step(tiny_gpt2, lm_data, 
     assert resumed["metrics"] == expected["metrics"] and resumed["training"]["steps"] == expected["training"]["steps"]
 
 
+@pytest.mark.slow
 def test_causal_lm_run_exports_to_onnx_with_parity(pc_run, tmp_path, cli):
     out, r = pc_run
     assert r.exit_code == 0
@@ -207,6 +214,7 @@ def test_causal_lm_run_exports_to_onnx_with_parity(pc_run, tmp_path, cli):
     assert rep["command"] == "export" and rep["task"] == "causal-lm" and rep["parity"]["max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.slow
 def test_report_shows_perplexity_for_causal_lm_runs(pc_run, cli):
     out, r = pc_run
     assert r.exit_code == 0

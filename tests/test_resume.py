@@ -12,6 +12,7 @@ ARGS = ("--method", "full", "train.lr=3e-3", "train.epochs=12", "train.early_sto
         "train.threads=2")  # explicit: bit-exact comparisons need the same thread count in every run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_then_resume_matches_uninterrupted(sig, tiny_bert, tiny_data, tmp_path, cli):
     ref = tmp_path / "ref"
@@ -36,6 +37,7 @@ def test_interrupt_then_resume_matches_uninterrupted(sig, tiny_bert, tiny_data, 
     assert resumed["training"]["steps"] == expected["training"]["steps"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_recipe(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "run"
     rc, _, err = interrupt_at(finetune_args(tiny_bert, tiny_data, out, *ARGS), [("train.step", signal.SIGINT)], tmp_path)
@@ -49,6 +51,7 @@ def test_resume_without_checkpoint_is_refused(tiny_bert, tiny_data, tmp_path, cl
     assert code == 3 and "nothing to resume" in stderr
 
 
+@pytest.mark.slow
 def test_distill_interrupt_then_resume_matches_uninterrupted(trained_run, tiny_data, tmp_path, cli, monkeypatch):
     monkeypatch.setenv("NNCLI_CACHE_DIR", str(tmp_path / "cache"))  # shared by the in-process runs and the subprocess
     def args(out, *extra):
@@ -71,6 +74,7 @@ def test_distill_interrupt_then_resume_matches_uninterrupted(trained_run, tiny_d
     assert resumed["distill"]["cache_reused"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_export_interrupted_leaves_nothing_that_looks_exported(sig, trained_run, tmp_path):
     """Issue #21: the signal lands while the export sits in its staging folder; more come while the error is printed
@@ -86,6 +90,7 @@ def test_export_interrupted_leaves_nothing_that_looks_exported(sig, trained_run,
     assert not (out / "model.onnx").exists() and not (out / ".staging").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_export_signalled_after_its_last_safe_point_completes_and_exits_130(sig, trained_run, tmp_path):
     """Two signals while the export is moved into place: it is never left half moved; the process still says 130."""

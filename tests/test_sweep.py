@@ -21,6 +21,7 @@ def _sweep_args(tiny_bert, tiny_data, out, *extra):
 SPACE = "sweep.space={train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}, train.batch_size: {choices: [8, 16]}}"
 
 
+@pytest.mark.slow
 def test_sweep_finds_a_best_trial_scores_test_once_and_resumes(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "sw"
     code, stdout, stderr = cli(*_sweep_args(tiny_bert, tiny_data, out, SPACE, "--trials", "3", "--json"))
@@ -41,6 +42,7 @@ def test_sweep_finds_a_best_trial_scores_test_once_and_resumes(tiny_bert, tiny_d
     assert [t["params"] for t in r2["trials"][:3]] == [t["params"] for t in r["trials"]]
 
 
+@pytest.mark.slow
 def test_pruning_stops_a_bad_trial(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "prune"
     enqueue = "sweep.enqueue=[{train.lr: 5.0e-3}, {train.lr: 1.0e-9}]"
@@ -53,6 +55,7 @@ def test_pruning_stops_a_bad_trial(tiny_bert, tiny_data, tmp_path, cli):
     assert json.loads((out / "trial-0001" / "report.json").read_text())["status"] == "pruned"
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_without_duplicate_trials(tiny_bert, tiny_data, tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     procs = [subprocess.Popen([sys.executable, "-m", "nncli", *_sweep_args(tiny_bert, tiny_data, tmp_path / f"w{i}", SPACE, "--trials", "4",
@@ -81,6 +84,7 @@ def test_sweep_refuses_a_bad_space(tiny_bert, tiny_data, tmp_path, cli):
 
 # ---------------------------------------------------------------------------------------------- LR finder
 
+@pytest.mark.slow
 def test_find_lr_suggests_a_rate_and_restores_the_weights(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "lr"
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr_finder_steps=60", "--find-lr",
@@ -173,6 +177,7 @@ def test_augmentation_methods_are_seeded_and_label_preserving():
     assert a[1][2:] == [1] * a[1][2:].count(1) + [0] * a[1][2:].count(0)
 
 
+@pytest.mark.slow
 def test_augmentation_in_finetune_reports_counts(tiny_bert, tiny_data, tmp_path, cli):
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / "aug", "data.augment.methods=[swap, deletion]",
                                               "data.augment.copies=1", "--json"))
@@ -182,6 +187,7 @@ def test_augmentation_in_finetune_reports_counts(tiny_bert, tiny_data, tmp_path,
     assert a["train_rows_with_augmentation"] > a["examples_added"]
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_and_finishes_the_budget(tiny_bert, tiny_data, tmp_path, cli):
     import signal
 
