@@ -1,10 +1,11 @@
-# nncli: `make demo` sets everything up and fine-tunes the embedded default; `make test` sets up and runs the tests.
+# nncli: `make demo` sets everything up and fine-tunes the embedded default; `make test` sets up and runs the tests
+# (all of them; `make test-fast` skips the end-to-end ones marked slow).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.nncli-installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +22,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the edit-run loop: unit and CLI contract tests, no end-to-end training runs (tests marked slow)
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check nncli tests benchmarks

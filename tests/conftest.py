@@ -155,6 +155,34 @@ def cli():
     return invoke
 
 
+def interrupt_at(args, stops, tmp_path: Path, env: dict | None = None, timeout: float = 300):
+    """Run `python -m nncli *args` and send each (point, signal) of `stops` once the process waits at that hold point
+    (nncli.core.signals.hold: the moment is exact, whatever the machine's load). Returns (returncode, stdout, stderr)."""
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / f"hold-{len(list(tmp_path.glob('hold-*')))}"
+    env = {**os.environ, **(env or {}), "NNCLI_TEST_HOLD": ",".join(p for p, _ in stops), "NNCLI_TEST_HOLD_FILE": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        for point, sig in stops:
+            deadline = time.time() + timeout
+            while not (marker.exists() and marker.read_text().split()[1:] == [point]):
+                if proc.poll() is not None or time.time() > deadline:
+                    out, err = proc.communicate(timeout=60)
+                    raise AssertionError(f"never reached hold point {point!r} (exit {proc.returncode})\n{err[-3000:]}")
+                time.sleep(0.02)
+            proc.send_signal(sig)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
 def finetune_args(model: Path, data: dict, out: Path, *extra: str) -> list[str]:
     return ["finetune", "--model", str(model), "--data", str(data["train"]), "--validation", str(data["validation"]),
             "--test", str(data["test"]), "--output", str(out), "train.epochs=3", "train.lr=5e-3", "train.batch_size=16",

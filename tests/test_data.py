@@ -184,6 +184,7 @@ def test_empty_or_binary_files(tmp_path, content, what):
     assert what in e.value.message
 
 
+@pytest.mark.shared
 def test_sst2_reads_every_row():
     from conftest import SHARED
 

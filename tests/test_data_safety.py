@@ -484,6 +484,7 @@ def fx(trained_run, tmp_path_factory):
     return {"run": run}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_data_safety(case, tmp_path, fx, cli):
     name, build, code, names, words = case
@@ -601,6 +602,7 @@ def test_overwrite_refuses_a_link_and_the_current_directory(tmp_path, monkeypatc
 
 # ---------------------------------------------------------------------------------------------- replaced runs, for real
 
+@pytest.mark.slow
 def test_overwrite_replaces_an_nncli_run_only_once_the_new_one_completes(fx, tmp_path, cli):
     out = tmp_path / "eval"
     data = _data(tmp_path)
@@ -614,6 +616,7 @@ def test_overwrite_replaces_an_nncli_run_only_once_the_new_one_completes(fx, tmp
     assert not list(tmp_path.glob(".eval.nncli-old-*")), "the replaced run was not deleted after the new one completed"
 
 
+@pytest.mark.slow
 def test_a_failed_run_keeps_the_run_it_replaced_and_says_where(fx, tmp_path, cli):
     """A weights file that only fails when loaded (after the output was prepared): the new run ends `failed` with the
     error in its report.json, and the old run is kept, byte for byte, in the hidden sibling that stderr names."""
@@ -646,6 +649,7 @@ def _wait_for(f: Path, proc: subprocess.Popen, seconds: float = 240) -> None:
         raise AssertionError(f"the first process never held the lock (exit {proc.returncode})\n{err[-2000:]}")
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_output_the_second_is_refused_with_the_first_ones_pid(fx, tmp_path):
     data, out, hold = _data(tmp_path), tmp_path / "eval", tmp_path / "hold"
     args = [sys.executable, "-m", "nncli", *map(str, _evaluate(fx["run"], data, "-o", out))]
@@ -700,6 +704,7 @@ def test_finetune_resume_refuses_a_run_in_use_by_another_process(tiny_bert, tiny
     assert_unchanged(before, "second --resume")
 
 
+@pytest.mark.slow
 def test_an_interrupted_pipeline_step_is_recorded_and_the_rerun_completes(fx, tmp_path, cli):
     pipe, hold = _pipeline(tmp_path, fx, tmp_path / "p"), tmp_path / "hold"
     before = snapshot(fx["run"], pipe)
@@ -728,6 +733,7 @@ def test_an_interrupted_pipeline_step_is_recorded_and_the_rerun_completes(fx, tm
 
 # ---------------------------------------------------------------------------------------------- predictions keep their rows
 
+@pytest.mark.slow
 def test_predict_emits_one_row_per_input_row_in_order(fx, tmp_path, cli):
     rows = [{"uid": "a", "text": "great lamp"}, {"uid": "b", "text": ""}, {"uid": "c", "text": "awful box"},
             {"uid": "d", "text": "   "}, {"uid": "e", "text": "okay kettle"}]
@@ -760,6 +766,7 @@ def test_split_rows_are_the_source_row_numbers(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- explain says what it cut
 
+@pytest.mark.slow
 def test_explain_on_a_long_text_says_what_was_truncated(fx, tmp_path, cli):
     text = " ".join(["great", "lamp", "but", "awful", "box", "week"] * 700)   # 4,200 words
     out = tmp_path / "x"

@@ -22,6 +22,7 @@ def quantized(trained_run, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_quantize_reports_every_candidate(quantized):
     out, r = quantized
     assert r.exit_code in (0, 5), r.stderr
@@ -43,6 +44,7 @@ def test_quantize_reports_every_candidate(quantized):
         assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_quantize_writes_nothing_when_no_candidate_qualifies(trained_run, tmp_path, cli, monkeypatch):
     import nncli.deploy.quantize as qz
 
@@ -81,6 +83,7 @@ def test_torch_int8_artifact_loads_quantized(trained_run, tmp_path):
     assert clf.predict_proba(["great lamp"]).shape == (1, 3)
 
 
+@pytest.mark.slow
 def test_bench_and_regression_gate(trained_run, tmp_path, cli):
     out = tmp_path / "b"
     code, stdout, stderr = cli("bench", trained_run, "--batch-sizes", "1,4", "--seq-lens", "16", "--min-seconds", "0.1",
@@ -121,6 +124,7 @@ def test_predict_jsonl_with_labels_and_ids(trained_run, tiny_data, tmp_path, cli
     assert code == 0 and len(stdout.strip().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_predict_onnx_in_a_process_without_torch(trained_run, tiny_data, tmp_path):
     from typer.testing import CliRunner
 

@@ -94,6 +94,7 @@ def _distill_args(trained_run, tiny_data, out, *extra):
             "train.epochs=3", "train.lr=5e-3", "data.max_length=32", "distill.bench_seconds=0.05", *extra]
 
 
+@pytest.mark.slow
 def test_distill_end_to_end_with_control_cache_and_gates(trained_run, tiny_data, tmp_path, cli, monkeypatch):
     monkeypatch.setenv("NNCLI_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "student"
@@ -128,6 +129,7 @@ def test_distill_end_to_end_with_control_cache_and_gates(trained_run, tiny_data,
     assert [g["metric"] for g in r["gates"] if not g["passed"]] == ["retention"]
 
 
+@pytest.mark.slow
 def test_distill_width_student_with_hidden_matching_and_transfer_data(trained_run, tiny_data, tmp_path, cli, monkeypatch):
     monkeypatch.setenv("NNCLI_CACHE_DIR", str(tmp_path / "cache"))
     rows = make_rows(120, seed=99)

@@ -139,7 +139,9 @@ def test_finetune_writes_a_reference_profile(trained_run):
     meta = json.loads((trained_run / "profile.json").read_text())
     assert meta["schema_version"] == 1 and meta["model"]["ref"] == "merged"
     assert {"chars", "tokens", "oov_rate", "unk_rate"} <= set(meta["features"])
-    assert 0 <= meta["model"]["accuracy"] <= 1 and meta["model"]["label_names"] == ["negative", "neutral", "positive"]
+    assert meta["model"]["label_names"] == ["negative", "neutral", "positive"]
+    test_accuracy = json.loads((trained_run / "report.json").read_text())["metrics"]["test"]["accuracy"]
+    assert meta["model"]["split"] == "test" and meta["model"]["accuracy"] == pytest.approx(test_accuracy)
     assert meta["model"]["max_length"] == 32  # drift truncates the new data the same way
     with np.load(trained_run / "profile.npz", allow_pickle=False) as z:
         assert z["emb_reference"].shape[1] <= P.PCA_DIMS and len(z["vocab"]) > 10

@@ -61,6 +61,7 @@ def test_python_run_applies_the_recipes_gates(tiny_bert, tiny_data, tmp_path):
     assert json.loads((tmp_path / "py" / "report.json").read_text())["exit_code"] == 5
 
 
+@pytest.mark.slow
 def test_min_flag_is_saved_and_applies_again_from_another_directory(tiny_bert, tiny_data, tmp_path, cli, monkeypatch):
     out = tmp_path / "first"
     code, _, _ = cli(*finetune_args(tiny_bert, tiny_data, out, "train.max_steps=3", "--min", "test.accuracy=0.999"))
@@ -106,6 +107,7 @@ def test_causal_lm_find_lr_bf16_and_tensorboard(tiny_gpt2, lm_data, tmp_path, cl
     assert (out2 / "merged" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_sweep_on_a_causal_lm_recipe(tiny_gpt2, lm_data, tmp_path, cli):
     pytest.importorskip("optuna")
     code, stdout, stderr = cli("sweep", "task=causal-lm", f"model.name={tiny_gpt2}", f"data.train={lm_data['train']['pc']}",
@@ -120,6 +122,7 @@ def test_sweep_on_a_causal_lm_recipe(tiny_gpt2, lm_data, tmp_path, cli):
     assert "train.class_weights" not in r["space"]
 
 
+@pytest.mark.slow
 def test_llama_with_a_tokenizer_that_returns_token_type_ids(tmp_path, lm_data, cli):
     """A PreTrainedTokenizerFast built with `tokenizers` returns token_type_ids, which LlamaForCausalLM refuses:
     training and the sample generations after it feed the model only what its forward accepts."""

@@ -43,6 +43,7 @@ def key_model(tiny_bert, tmp_path_factory):
     return d / "run", data
 
 
+@pytest.mark.slow
 def test_every_method_ranks_the_deciding_word_first(key_model, cli):
     run, _ = key_model
     text = "the kettle was refund quite really box"
@@ -56,6 +57,7 @@ def test_every_method_ranks_the_deciding_word_first(key_model, cli):
         assert e["words"][max(range(len(sc)), key=sc.__getitem__)] == KEY, (m, list(zip(e["words"], sc)))
 
 
+@pytest.mark.slow
 def test_faithfulness_beats_random_and_ig_is_complete(key_model, tmp_path, cli):
     run, data = key_model
     out = tmp_path / "ex"
@@ -103,6 +105,7 @@ def test_causal_lm_next_token_attributions(tiny_gpt2, cli):
     assert e["words"] == ["the", "kettle", "was", "really"] and len(e["scores"]["ig"]) == 4 and e["prediction"]
 
 
+@pytest.mark.slow
 def test_explain_refuses_bad_input(key_model, tmp_path, cli):
     run, data = key_model
     code, _, stderr = cli("explain", str(run))

@@ -22,6 +22,7 @@ def onnx_export(trained_run, tmp_path_factory):
     return out, json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_onnx_export_passes_parity_and_loads_in_ecosystem_clients(onnx_export, trained_run):
     out, report = onnx_export
     assert report["status"] == "succeeded"
@@ -55,6 +56,7 @@ def test_onnx_export_passes_parity_and_loads_in_ecosystem_clients(onnx_export, t
                                ref, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_parity_failure_exits_5_and_ships_nothing(trained_run, tmp_path, cli, monkeypatch):
     import nncli.deploy.export as ex
 
@@ -73,6 +75,7 @@ def test_parity_failure_exits_5_and_ships_nothing(trained_run, tmp_path, cli, mo
     assert not (out / "model.onnx").exists() and (out / "rejected" / "model.onnx").exists()
 
 
+@pytest.mark.slow
 def test_safetensors_export_is_exact(trained_run, tmp_path, cli):
     out = tmp_path / "st"
     code, stdout, stderr = cli("export", trained_run, "--format", "safetensors", "--output", out, "--json")
@@ -87,6 +90,7 @@ def test_export_without_parity_data_is_refused(tiny_bert, tmp_path, cli):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_onnx_inference_path_does_not_import_torch(onnx_export, tiny_data):
     out, _ = onnx_export
     code = ("import sys\nfrom nncli.io.inference import load_classifier\n"
@@ -97,6 +101,7 @@ def test_onnx_inference_path_does_not_import_torch(onnx_export, tiny_data):
     assert "(2, 3)" in r.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_accepts_onnx_exports(onnx_export, trained_run, tiny_data, cli):
     out, _ = onnx_export
     code, stdout, stderr = cli("evaluate", trained_run, out, "--data", tiny_data["test"], "--no-robustness", "--json")
@@ -106,6 +111,7 @@ def test_evaluate_accepts_onnx_exports(onnx_export, trained_run, tiny_data, cli)
     assert r["comparison"][1]["agreement_with_first"] == 1.0
 
 
+@pytest.mark.slow
 def test_causal_lm_onnx_export_with_past_key_values(tiny_gpt2, tmp_path, cli):
     texts = tmp_path / "texts.jsonl"
     texts.write_text("\n".join(json.dumps({"text": t}) for t in ["great lamp and very happy", "awful broken kettle", "the book"]))

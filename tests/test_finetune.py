@@ -8,6 +8,7 @@ import pytest
 from conftest import finetune_args
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
 def test_finetune_end_to_end(arch, tiny_models, tiny_data, tmp_path, cli):
     out = tmp_path / "run"
@@ -22,7 +23,6 @@ def test_finetune_end_to_end(arch, tiny_models, tiny_data, tmp_path, cli):
     assert saved["metrics"] == report["metrics"]
     for split in ("validation", "test"):
         m = saved["metrics"][split]
-        assert 0 <= m["accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
         assert m["ci95"]["accuracy"][0] <= m["accuracy"] <= m["ci95"]["accuracy"][1]
         assert set(saved["baselines"]["majority_class"][split]) >= {"accuracy", "macro_f1"}
         assert set(saved["baselines"]["tfidf_logreg"][split]) >= {"accuracy", "macro_f1"}
@@ -44,10 +44,20 @@ def test_finetune_end_to_end(arch, tiny_models, tiny_data, tmp_path, cli):
     x = tok(["great lamp", "awful broken kettle"], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**x).logits, adapted(**x).logits, atol=1e-4)
-    clf = pipeline("text-classification", model=str(out / "merged"), device="cpu")
-    assert clf("great lamp")[0]["label"] in {"negative", "neutral", "positive"}
+    # the reported accuracy is the one transformers' own pipeline measures with the merged model (whether LoRA on a
+    # random backbone learns is not this test's business: test_training_learns_the_task is)
+    import csv
+
+    clf = pipeline("text-classification", model=str(out / "merged"), device="cpu", truncation=True, max_length=32)
+    for split in ("validation", "test"):
+        with open(tiny_data[split], newline="") as f:
+            rows = list(csv.DictReader(f))
+        predicted = [p["label"] for p in clf([r["text"] for r in rows], batch_size=16)]
+        accuracy = sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+        assert saved["metrics"][split]["accuracy"] == pytest.approx(accuracy), split
 
 
+@pytest.mark.slow
 def test_training_learns_the_task(tiny_bert, tiny_data, tmp_path, cli):
     # a random 2-layer backbone cannot be adapted by LoRA alone; full fine-tuning must learn the keyword task
     out = tmp_path / "run"
@@ -60,6 +70,7 @@ def test_training_learns_the_task(tiny_bert, tiny_data, tmp_path, cli):
     assert not any(w.startswith("COLLAPSED") for w in r["warnings"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_bert, tiny_data, tmp_path, cli):
     reports = []
     for i in range(2):
@@ -69,6 +80,7 @@ def test_same_seed_same_metrics(tiny_bert, tiny_data, tmp_path, cli):
     assert reports[0] == reports[1]
 
 
+@pytest.mark.slow
 def test_full_finetune_writes_merged_only(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "full"
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.epochs=1", "--json"))
@@ -77,6 +89,7 @@ def test_full_finetune_writes_merged_only(tiny_bert, tiny_data, tmp_path, cli):
     assert json.loads(stdout)["training"]["fully_trained_modules"] == ["all"]
 
 
+@pytest.mark.slow
 def test_collapse_is_reported(tiny_bert, tiny_data, tmp_path, cli):
     # a learning rate far too small for 1 step cannot learn anything: the report must say so
     out = tmp_path / "collapse"
@@ -88,6 +101,7 @@ def test_collapse_is_reported(tiny_bert, tiny_data, tmp_path, cli):
     assert "warning:" in stderr
 
 
+@pytest.mark.slow
 def test_model_card_and_recipe_rerun(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "card"
     code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.epochs=1"))
@@ -100,6 +114,7 @@ def test_model_card_and_recipe_rerun(tiny_bert, tiny_data, tmp_path, cli):
     assert json.loads(stdout)["metrics"] == json.loads((out / "report.json").read_text())["metrics"]
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "tb"
     code, _, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.max_steps=4", "logging.report_to=[tensorboard]",
@@ -109,6 +124,7 @@ def test_tensorboard_event_files(tiny_bert, tiny_data, tmp_path, cli):
     assert events and events[0].stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_and_step_evaluation(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "acc"
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.gradient_accumulation=2", "train.batch_size=8",
@@ -141,8 +157,29 @@ def test_threads_adapt_to_cores_busy_elsewhere(monkeypatch, capsys):
         torch.set_num_threads(before)
 
 
-def test_busy_core_measurement_is_sane():
-    from nncli.core.machine import busy_cores_elsewhere
+def test_busy_core_measurement_sees_a_busy_loop_and_says_none_without_proc(monkeypatch):
+    import builtins
+    import os
+    import subprocess
+    import sys
 
-    v = busy_cores_elsewhere(0.1)
-    assert v is None or 0.0 <= v <= (__import__("os").cpu_count() or 1) + 0.5
+    from nncli.core import machine
+
+    spin = subprocess.Popen([sys.executable, "-c", "import sys\nprint('go', flush=True)\nwhile True: pass"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert spin.stdout.readline() == "go\n"
+        v = machine.busy_cores_elsewhere(0.5)   # another process keeps (at least) one core busy all along
+    finally:
+        spin.kill()
+        spin.wait()
+    assert 0.5 <= v <= (os.cpu_count() or 1) + 0.05
+    real_open = builtins.open
+
+    def no_proc(f, *a, **k):
+        if str(f).startswith("/proc"):
+            raise OSError("no /proc here")
+        return real_open(f, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert machine.busy_cores_elsewhere(0.01) is None

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
+import math
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
-from conftest import FACTS, TEMPLATE  # noqa: F401  (shared with tests/test_engine.py)
+from conftest import FACTS, TEMPLATE, interrupt_at  # noqa: F401  (FACTS, TEMPLATE shared with tests/test_engine.py)
 
 from nncli.train import lm_data as lm
 
@@ -41,7 +38,8 @@ def test_chat_template_rendering_and_assistant_only_labels(tiny_llama):
     msgs = [{"role": "user", "content": "what is the colour of the sky?"}, {"role": "assistant", "content": "blue"},
             {"role": "user", "content": "and grass?"}, {"role": "assistant", "content": "green"}]
     text = lm.render_chat(tok, msgs, None)
-    assert text == "<|user|>what is the colour of the sky?<|end|><|assistant|>blue<|end|><|user|>and grass?<|end|><|assistant|>green<|end|>"
+    assert text == ("<|user|>what is the colour of the sky?<|end|><|assistant|>blue<|end|>"
+                    "<|user|>and grass?<|end|><|assistant|>green<|end|>")
     ids, labels, _ = lm.encode_chat(tok, msgs, None, 256, train_on_prompt=False)
     assert tok.decode(ids) == text
     learned = [t for t, lab in zip(ids, labels) if lab != lm.IGNORE]
@@ -51,13 +49,18 @@ def test_chat_template_rendering_and_assistant_only_labels(tiny_llama):
     # a template from the recipe when the tokenizer has none
     plain = _tok(tiny_llama)
     plain.chat_template = None
-    with pytest.raises(Exception):
+    from nncli.core.errors import InputError
+
+    with pytest.raises(InputError, match="the tokenizer has no chat template, and the recipe sets none") as e:
         lm.render_chat(plain, msgs, None)
-    assert lm.render_chat(plain, msgs[:1], "{% for m in messages %}[{{ m['content'] }}]{% endfor %}") == "[what is the colour of the sky?]"
+    assert "data.chat_template" in e.value.hint
+    template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
+    assert lm.render_chat(plain, msgs[:1], template) == "[what is the colour of the sky?]"
 
 
 def test_packing_keeps_order_and_masks_example_starts():
-    ex = lm.LMExamples("train", "text", input_ids=[[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]], labels=[[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]])
+    ids = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]
+    ex = lm.LMExamples("train", "text", input_ids=ids, labels=[list(x) for x in ids])
     seqs, labs = lm.pack(ex, 6, eos=0)
     assert all(len(s) <= 6 for s in seqs)
     assert [t for s in seqs for t in s] == list(range(1, 11))
@@ -69,7 +72,8 @@ def test_packing_keeps_order_and_masks_example_starts():
 
 def _ft(model, data, out, *extra):
     return ["finetune", "--task", "causal-lm", "--model", str(model), "--data", str(data["train"]), "--validation",
-            str(data["validation"]), "-o", str(out), "train.lr=5e-3", "train.batch_size=8", "data.max_length=48", *map(str, extra)]
+            str(data["validation"]), "-o", str(out), "train.lr=5e-3", "train.batch_size=8", "data.max_length=48",
+            *map(str, extra)]
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +89,7 @@ def pc_run(tiny_gpt2, lm_data, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_loss_falls_and_the_model_memorises(pc_run):
     out, r = pc_run
     assert r.exit_code == 0, r.stderr
@@ -97,10 +102,12 @@ def test_loss_falls_and_the_model_memorises(pc_run):
     assert "## Sample generations" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_generate_command_on_the_run(pc_run, cli):
     out, r = pc_run
     assert r.exit_code == 0
-    code, stdout, stderr = cli("generate", str(out), "--prompt", "question: the opposite of hot is", "--max-new-tokens", "8", "--json")
+    code, stdout, stderr = cli("generate", str(out), "--prompt", "question: the opposite of hot is", "--max-new-tokens", "8",
+                               "--json")
     assert code == 0, stderr
     g = json.loads(stdout)["generations"][0]
     assert g["generated"].strip().startswith("cold")
@@ -111,6 +118,7 @@ def test_generate_command_on_the_run(pc_run, cli):
     assert code == 2 and "--prompt" in stderr
 
 
+@pytest.mark.slow
 def test_lora_chat_on_llama_merge_matches_adapter(tiny_llama, lm_data, tmp_path, cli):
     import torch
     from peft import PeftModel
@@ -118,8 +126,8 @@ def test_lora_chat_on_llama_merge_matches_adapter(tiny_llama, lm_data, tmp_path,
 
     data = {s: lm_data[s]["chat"] for s in ("train", "validation")}
     out = tmp_path / "chat"
-    code, stdout, stderr = cli(*_ft(tiny_llama, data, out, "--messages-column", "messages", "lora.use_dora=true", "train.epochs=2",
-                                    "--json"))
+    code, stdout, stderr = cli(*_ft(tiny_llama, data, out, "--messages-column", "messages", "lora.use_dora=true",
+                                    "train.epochs=2", "--json"))
     assert code == 0, stderr
     rep = json.loads(stdout)
     assert rep["data"]["mode"] == "chat"
@@ -133,6 +141,7 @@ def test_lora_chat_on_llama_merge_matches_adapter(tiny_llama, lm_data, tmp_path,
         assert torch.allclose(adapted(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_plain_text_with_packing_and_gpt2_lora(tiny_gpt2, lm_data, tmp_path, cli):
     data = {s: lm_data[s]["text"] for s in ("train", "validation")}
     code, stdout, stderr = cli(*_ft(tiny_gpt2, data, tmp_path / "txt", "data.packing=true", "train.epochs=1", "--json"))
@@ -142,12 +151,30 @@ def test_plain_text_with_packing_and_gpt2_lora(tiny_gpt2, lm_data, tmp_path, cli
     assert rep["training"]["steps"] < 96 / 8  # packed: fewer, longer sequences than examples
 
 
-def test_causal_lm_evaluate_and_gates(pc_run, lm_data, cli):
+@pytest.mark.slow
+def test_causal_lm_evaluate_and_gates(pc_run, lm_data, tmp_path, cli):
     out, r = pc_run
     assert r.exit_code == 0
-    code, stdout, stderr = cli("evaluate", str(out), "--data", str(lm_data["validation"]["text"]), "--json")
+    data = str(lm_data["validation"]["text"])
+    code, stdout, stderr = cli("evaluate", str(out), "--data", data, "--max", "perplexity=1e6", "--json")
     assert code == 0, stderr
-    assert json.loads(stdout)["task"] == "causal-lm"
+    rep = json.loads(stdout)
+    assert rep["task"] == "causal-lm"
+    loss = rep["models"][0]["metrics"]["loss"]
+    assert rep["models"][0]["metrics"]["perplexity"] == pytest.approx(math.exp(loss))
+    assert [(g["metric"], g["op"], g["passed"]) for g in rep["gates"]] == [("perplexity", "<=", True)]
+    # a loss gate just below the measured loss fails: exit 5, the failed gate in stdout and in report.json
+    ev = tmp_path / "ev"
+    code, stdout, stderr = cli("evaluate", str(out), "--data", data, "--max", f"loss={loss * 0.99}", "-o", str(ev), "--json")
+    assert code == 5, stderr
+    gates = json.loads((ev / "report.json").read_text())["gates"]
+    assert [(g["metric"], g["op"], g["passed"]) for g in gates] == [("loss", "<=", False)]
+    assert gates[0]["value"] == pytest.approx(loss) and gates[0]["threshold"] == pytest.approx(loss * 0.99)
+    assert json.loads(stdout)["exit_code"] == 5 and "1 gate(s) failed: loss" in stderr
+    assert json.loads((ev / "report.json").read_text())["exit_code"] == 5
+    # classification metrics mean nothing for a language model: refused before anything runs
+    code, _, stderr = cli("evaluate", str(out), "--data", data, "--min", "accuracy=0.5")
+    assert code == 2 and "accuracy" in stderr
 
 
 def test_causal_lm_refuses_bad_input(tiny_gpt2, lm_data, tmp_path, cli):
@@ -162,6 +189,7 @@ def test_causal_lm_refuses_bad_input(tiny_gpt2, lm_data, tmp_path, cli):
     assert code == 3 and "messages" in stderr and "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_continues_from_the_same_step(tiny_gpt2, lm_data, tmp_path, cli):
     data = {s: lm_data[s]["pc"] for s in ("train", "validation")}
     args = ("--prompt-column", "prompt", "--completion-column", "completion", "--method", "full", "train.epochs=16",
@@ -170,16 +198,8 @@ def test_interrupt_then_resume_continues_from_the_same_step(tiny_gpt2, lm_data, 
     assert code == 0, stderr
     expected = json.loads(stdout)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "nncli", *_ft(tiny_gpt2, data, out, *args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoint" / "state.json").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("training finished before the signal arrived")
-    assert proc.returncode == 130, err
+    rc, _, err = interrupt_at(_ft(tiny_gpt2, data, out, *args), [("train.step", signal.SIGINT)], tmp_path)
+    assert rc == 130, err
     step = json.loads((out / "checkpoint" / "state.json").read_text())["step"]
     assert 0 < step < expected["training"]["steps"]
     code, stdout, stderr = cli(*_ft(tiny_gpt2, data, out, *args, "--resume", "--json"))
@@ -189,6 +209,7 @@ def test_interrupt_then_resume_continues_from_the_same_step(tiny_gpt2, lm_data, 
     assert resumed["metrics"] == expected["metrics"] and resumed["training"]["steps"] == expected["training"]["steps"]
 
 
+@pytest.mark.slow
 def test_causal_lm_run_exports_to_onnx_with_parity(pc_run, tmp_path, cli):
     out, r = pc_run
     assert r.exit_code == 0
@@ -198,6 +219,7 @@ def test_causal_lm_run_exports_to_onnx_with_parity(pc_run, tmp_path, cli):
     assert rep["command"] == "export" and rep["task"] == "causal-lm" and rep["parity"]["max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.slow
 def test_report_shows_perplexity_for_causal_lm_runs(pc_run, cli):
     out, r = pc_run
     assert r.exit_code == 0

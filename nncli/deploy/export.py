@@ -20,7 +20,7 @@ from nncli.core import console
 from nncli.core.errors import GateFailed, InputError, Interrupted, UsageError
 from nncli.core.report import Timer, base_report, environment, now
 from nncli.core.rundir import RunDir, recording
-from nncli.core.signals import StopFlag
+from nncli.core.signals import StopFlag, deferred, hold
 from nncli.recipe.deploy import ExportRecipe
 from nncli.recipe.load import dump
 
@@ -79,6 +79,7 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
         if (Path(source.path) / name).exists():
             shutil.copy2(Path(source.path) / name, staging / name)
     export_seconds = t()
+    hold("export.staged")
     stop.check()
 
     console.log(f"parity: comparing {recipe.format} export with {recipe.model} on {len(texts)} texts")
@@ -91,24 +92,18 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
         {"metric": "parity.flipped", "op": "<=", "threshold": recipe.parity.max_flipped, "value": parity["flipped"],
          "passed": parity["flipped"] <= recipe.parity.max_flipped}]
     files = sorted(p.name for p in staging.iterdir())
-    stop.check()   # the last safe point: after this the export is moved into place
-    if passed:
-        for f in staging.iterdir():
-            os.replace(f, out / f.name)
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(out / "rejected", ignore_errors=True)
-        report["artifacts"] = {f: f for f in files}
-    else:
-        shutil.rmtree(out / "rejected", ignore_errors=True)
-        os.replace(staging, out / "rejected")
-        report["artifacts"] = {"rejected": "rejected"}
-    size = sum(p.stat().st_size for p in (out.path if passed else out / "rejected").glob("*.onnx"))
-    report["size_mb"] = round(size / 1e6, 2) if size else None
-    report["timings"] = {"export_seconds": export_seconds, "wall_seconds": timer()}
-    report["environment"] = environment()
-    report.update(status="succeeded" if passed else "failed", exit_code=0 if passed else 5, finished_at=now())
-    out.write_json("report.json", report)
-    out.complete()
+    stop.check()   # the last safe point: after this the export is moved into place, and no signal stops that halfway
+    with deferred():
+        hold("export.moving")
+        _move_into_place(staging, out, files, passed, report)
+        hold("export.moved")
+        size = sum(p.stat().st_size for p in (out.path if passed else out / "rejected").glob("*.onnx"))
+        report["size_mb"] = round(size / 1e6, 2) if size else None
+        report["timings"] = {"export_seconds": export_seconds, "wall_seconds": timer()}
+        report["environment"] = environment()
+        report.update(status="succeeded" if passed else "failed", exit_code=0 if passed else 5, finished_at=now())
+        out.write_json("report.json", report)
+        out.complete()
     console.log(f"parity: max |Δlogit| {parity['max_abs_diff']:.2e}, mean {parity['mean_abs_diff']:.2e}, top-1 agreement "
                 f"{parity['agreement']:.4f}, {parity['flipped']} flipped")
     if not passed:
@@ -117,6 +112,19 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
                          f"to {out.path}/rejected", "do not ship it; report the architecture, or relax parity.atol knowingly",
                          report=report)
     return report
+
+
+def _move_into_place(staging: Path, out: RunDir, files: list[str], passed: bool, report: dict) -> None:
+    if passed:
+        for name in files:
+            os.replace(staging / name, out / name)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(out / "rejected", ignore_errors=True)
+        report["artifacts"] = {f: f for f in files}
+    else:
+        shutil.rmtree(out / "rejected", ignore_errors=True)
+        os.replace(staging, out / "rejected")
+        report["artifacts"] = {"rejected": "rejected"}
 
 
 def _parity_texts(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list[str]:

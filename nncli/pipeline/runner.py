@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nncli.core import console
+from nncli.core import console, signals
 from nncli.core.atomic import atomic_write_json, atomic_write_text
 from nncli.core.errors import GateFailed, Interrupted, NncliError, UsageError
 from nncli.core.report import Timer, base_report, now
@@ -369,6 +369,7 @@ def _execute(cmd: str, recipe, resume: bool, owned: bool):
     (`owned`), and then only an nncli run."""
     import importlib
 
+    signals.check()   # a signal that came during the last step, after its own last safe point: stop before this one
     module = importlib.import_module(RUNNERS[cmd])
     if cmd == "bench":
         return module.run(recipe.models, batch_sizes=recipe.batch_sizes, seq_lens=recipe.seq_lens, threads=recipe.threads,

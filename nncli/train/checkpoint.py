@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nncli.core.atomic import atomic_write_json
 from nncli.core.errors import InputError, UsageError
+from nncli.core.signals import deferred
 
 NAME = "checkpoint"
 
@@ -64,9 +65,10 @@ def save(run) -> None:
     if acc.is_main_process:
         atomic_write_json(staging / "state.json", run.state.public())
         shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(staging, final)
+        with deferred():          # a signal between the two renames would leave no checkpoint at all
+            if final.exists():
+                os.replace(final, old)
+            os.replace(staging, final)
         shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()
 

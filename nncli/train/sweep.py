@@ -112,8 +112,8 @@ def run(recipe, *, trials: int, timeout: float | None = None, metric: str | None
         study.optimize(_objective(optuna, recipe, space, metric, out), n_trials=max(0, trials - len(finished())), timeout=timeout,
                        catch=(InputError,), callbacks=[optuna.study.MaxTrialsCallback(
                            trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
-    except Interrupted as e:
-        raise Interrupted(f"sweep interrupted: {e.message}",
+    except (Interrupted, KeyboardInterrupt) as e:   # in a trial (it saved its state), or between trials
+        raise Interrupted(f"sweep interrupted: {getattr(e, 'message', 'between trials')}",
                           "run the same command again: the study resumes where it stopped") from e
     return _report(optuna, study, recipe, space, metric, name, url, out, timer)
 
