@@ -185,6 +185,7 @@ def test_classifier_under_accelerate_launch_two_processes(tiny_bert, tiny_data, 
     assert r["metrics"]["test"]["macro_f1"] > r["baselines"]["majority_class"]["test"]["macro_f1"]
 
 
+@pytest.mark.slow
 def test_progress_bar_on_a_terminal_keeps_log_lines_on_their_own_lines(tiny_bert, tiny_data, tmp_path):
     """On a terminal the evaluation lines are printed above the live bar, never onto its line."""
     import pty
