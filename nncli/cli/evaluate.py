@@ -31,7 +31,7 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.", metavar="")] = False,
-    task: Annotated[str | None, typer.Option(help="auto, sequence-classification or causal-lm.")] = None,
+    task: Annotated[str | None, typer.Option(help="auto, sequence-classification, causal-lm or image-classification.")] = None,
     min_: MinOpt = None,
     max_: MaxOpt = None,
     json_out: JsonOpt = False,
@@ -47,6 +47,8 @@ def evaluate(
       nncli evaluate runs/quickstart/finetune runs/quickstart/finetune/merged-int8 --data test.csv --min accuracy=0.85 --max ece=0.05
 
       nncli evaluate runs/quickstart/finetune --data test.csv --calibrate --json
+
+      nncli evaluate runs/digits --data digits/test -o runs/digits-eval   # images: <folder>/<label>/<image>.png
     """
     def job():
         from nncli.evaluate import evaluation as ev
