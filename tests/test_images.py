@@ -182,6 +182,13 @@ def test_a_listing_with_a_missing_file_names_it(cli, tiny_vision, tmp_path):
     listing.write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, _, stderr = _train(cli, tiny_vision["vit"], listing, tmp_path / "run", "--task", "image-classification")
     assert code == 3 and f"{root / 'cat' / 'gone.png'} (row {len(rows)}: file not found)" in stderr, stderr
+    csv = root / "train.csv"                      # the same listing without the missing file, as a CSV: it reads
+    csv.write_text("image,label\n" + "".join(f"{r['image']},{r['label']}\n" for r in rows[:-1]))
+    code, r, stderr = _train(cli, tiny_vision["vit"], csv, tmp_path / "run", "--task", "image-classification", "--dry-run",
+                             "data.validation_fraction=0.2")
+    assert code == 0, stderr
+    assert r["data"]["rows"]["train"]["kept"] + r["data"]["rows"]["validation"]["kept"] == 12
+    assert r["data"]["label_names"] == ["cat", "dog"]
 
 
 # ---------------------------------------------------------------------------------------------- conversions and counts
@@ -234,3 +241,32 @@ def test_to_rgb_scales_16_bit_applies_exif_and_composites_alpha(tmp_path):
     assert load_rgb(str(tmp_path / "b" / "rotated.jpg")).size == (24, 40)                     # upright: width and height swap
     alpha = np.asarray(load_rgb(str(tmp_path / "a" / "alpha.png"))).astype(int)
     assert Image.open(tmp_path / "a" / "alpha.png").mode == "RGBA" and alpha.min() >= 127     # half-transparent on white
+
+
+def test_interrupt_then_resume_repeats_the_augmented_run(digits, tiny_vision, tmp_path, cli):
+    """Random crops and flips come from torch's generator, which the checkpoint saves: --resume gives the same model."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["finetune", "--model", tiny_vision["resnet"], "--data", digits["root"], "--method", "full", "train.lr=3e-3",
+            "train.epochs=3", "train.early_stopping_patience=0", "data.max_train_samples=240", "train.threads=2",
+            "data.augment.color_jitter=0.2"]
+    code, stdout, stderr = cli(*args, "-o", tmp_path / "ref", "--json")
+    assert code == 0, stderr
+    expected = json.loads(stdout)
+    out, marker = tmp_path / "run", tmp_path / "held"
+    env = {**os.environ, "NNCLI_TEST_HOLD": "train.step", "NNCLI_TEST_HOLD_FILE": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args), "-o", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and not marker.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    code, stdout, stderr = cli(*args, "-o", out, "--resume", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["metrics"] == expected["metrics"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import GateFailed
+from nncli.core.errors import GateFailed, UsageError
 from nncli.core.report import Timer, base_report, check_gate_metrics, environment, evaluate_gates, gates_of, now, peak_memory_mb
 from nncli.core.rundir import RunDir, recording
 from nncli.evaluate import metrics as M
@@ -24,6 +24,9 @@ def run(recipe, *, overwrite: bool = False) -> dict:
     from nncli.io.images import read_labelled
     from nncli.recipe.load import dump
 
+    if recipe.calibration.fit or recipe.data.slice_column:
+        raise UsageError("--calibrate and --slice-column are not supported for image classifiers yet",
+                         "drop them; evaluate reports ECE and the confusion matrix for images")
     timer, gates = Timer(), gates_of(recipe.gates)
     check_gate_metrics(gates, IMAGE_METRICS)
     split, names, notes = read_labelled(recipe.data.path, recipe.data.image_column, recipe.data.label_column)
@@ -40,6 +43,8 @@ def run(recipe, *, overwrite: bool = False) -> dict:
     report = base_report("evaluate", recipe.name, task="image-classification")
     report["data"] = {"source": split.source, "rows_read": split.rows_read, "rows": len(split), "dropped": split.dropped,
                       "notes": notes, "kind": "images"}
+    if recipe.robustness.enabled:
+        notes.append("robustness: the perturbation suite is for texts; not run on images")
     with recording(out, report):
         if out:
             out.write_text("recipe.yaml", dump(recipe))
