@@ -59,7 +59,8 @@ def export(
 
     def render(r):
         p = r.get("parity", {})
-        stdout().print(f"export {r['status']}: {r['format']} -> {r.get('artifacts')}\nparity on {p.get('samples')} texts: "
+        stdout().print(f"export {r['status']}: {r['format']} -> {r.get('artifacts')}\nparity on {p.get('samples')} "
+                        f"{'images' if r.get('task') == 'image-classification' else 'texts'}: "
                         f"max |Δlogit| {p.get('max_abs_diff', float('nan')):.2e} (limit {p.get('atol')}), mean "
                         f"{p.get('mean_abs_diff', float('nan')):.2e}, agreement {p.get('agreement', float('nan')):.4f}, "
                         f"flipped {p.get('flipped')}", markup=False)
@@ -257,9 +258,11 @@ def generate(
 def predict(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Run directory, model directory, hub id or ONNX export.")],
-    data: Annotated[str, typer.Option("--data", "-d", help="Texts: a CSV/TSV/JSON/JSONL/parquet file.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Texts: a CSV/TSV/JSON/JSONL/parquet file; images: a folder "
+                                      "or a CSV/JSONL of paths.")],
     text_column: TextColOpt = None,
     text_pair_column: PairColOpt = None,
+    image_column: Annotated[str, typer.Option(help="Images: the listing's column of image paths.")] = "image",
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write JSONL here (default: JSONL on stdout).")] = None,
     id_column: Annotated[str | None,
                          typer.Option(help="Column copied to each prediction as its id (default: 'id' if present).")] = None,
@@ -281,13 +284,15 @@ def predict(
       nncli predict runs/quickstart/finetune --data new_reviews.csv --output preds.jsonl
 
       nncli predict runs/quickstart/finetune/onnx --data new.jsonl --text-column body > preds.jsonl
+
+      nncli predict runs/digits --data photos/ -o preds.jsonl   # an image classifier: every image under the folder
     """
     def job():
         from nncli.deploy import predict as pr
 
         cols = columns(text_column) or "text"
         return pr.run(model, data, text_column=cols, text_pair_column=text_pair_column, output=output, id_column=id_column,
-                      batch_size=batch_size, threads=threads, limit=limit, overwrite=overwrite)
+                      batch_size=batch_size, threads=threads, limit=limit, overwrite=overwrite, image_column=image_column)
 
     def render(r):
         if "predictions" in r:

@@ -36,8 +36,8 @@ def evaluate(
     output: Annotated[str | None,
                       typer.Option("--output", "-o", help="Write report.json, report.md, predictions and plots here.")] = None,
     overwrite: OverwriteOpt = False,
-    task: Annotated[str | None, typer.Option(help="auto (default: from the model's config), sequence-classification "
-                                                  "or causal-lm.")] = None,
+    task: Annotated[str | None, typer.Option(help="auto (default: from the model's config), sequence-classification, "
+                                                  "causal-lm or image-classification.")] = None,
     min_: MinOpt = None,
     max_: MaxOpt = None,
     json_out: JsonOpt = False,
@@ -54,6 +54,8 @@ def evaluate(
         --min accuracy=0.85 --max ece=0.05
 
       nncli evaluate runs/quickstart/finetune --data test.csv --calibrate --json
+
+      nncli evaluate runs/digits --data digits/test -o runs/digits-eval   # images: <folder>/<label>/<image>.png
     """
     def job():
         from nncli.evaluate import evaluation as ev

@@ -51,7 +51,8 @@ def finetune(
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     method: Annotated[str | None, typer.Option(metavar="lora|full", help="LoRA (default) or full fine-tuning.")] = None,
-    task: Annotated[str | None, typer.Option(metavar="TASK", help="sequence-classification (default) or causal-lm.")] = None,
+    task: Annotated[str | None, typer.Option(metavar="TASK", help="sequence-classification (default), causal-lm, or "
+                                             "image-classification (the default when --data is an image folder).")] = None,
     prompt_column: Annotated[str | None, typer.Option(help="causal-lm: prompt column (with --completion-column).")] = None,
     completion_column: Annotated[str | None,
                                  typer.Option(help="causal-lm: completion column (loss on completions only).")] = None,
@@ -72,7 +73,7 @@ def finetune(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ):
-    """Fine-tune a text classifier (or, with --task causal-lm, a language model), LoRA by default, with an honest report.
+    """Fine-tune a text classifier (or a language model, or an image classifier), LoRA by default, with an honest report.
 
     Examples:
 
@@ -86,6 +87,8 @@ def finetune(
       nncli finetune my.yaml train.lr=1e-3 train.epochs=5 --min test.macro_f1=0.6 --json
 
       nncli finetune --task causal-lm --model Qwen/Qwen2.5-0.5B --data chats.jsonl --messages-column messages -o runs/chat
+
+      nncli finetune --model google/vit-base-patch16-224 --data photos/ --test photos-test/ -o runs/photos  # <label>/*.jpg
     """
     def job():
         from nncli.recipe.load import load_recipe
@@ -125,8 +128,9 @@ def _render_finetune(report: dict) -> None:
         out.print(f"pre-flight passed: {len(report['warnings'])} warning(s)", markup=False)
         return
     lm = report.get("task") == "causal-lm"
+    second = "linear_probe" if "linear_probe" in report.get("baselines", {}) else "tfidf_logreg"   # images: a linear probe
     cols = ("split", "n", "loss", "perplexity") if lm else ("split", "n", "accuracy", "macro-F1", "loss", "majority acc",
-                                                            "TF-IDF+LR F1")
+                                                            "linear probe F1" if second == "linear_probe" else "TF-IDF+LR F1")
     t = Table(title=f"{report.get('name') or 'run'}: {report['status']}" + (" (causal LM)" if lm else ""))
     for col in cols:
         t.add_column(col)
@@ -135,7 +139,7 @@ def _render_finetune(report: dict) -> None:
             t.add_row(split, str(m.get("n", "")), f"{m['loss']:.4f}", f"{m['perplexity']:.3f}")
             continue
         maj = report.get("baselines", {}).get("majority_class", {}).get(split, {})
-        tf = report.get("baselines", {}).get("tfidf_logreg", {}).get(split, {})
+        tf = report.get("baselines", {}).get(second, {}).get(split, {})
         t.add_row(split, str(m.get("n", "")), f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}",
                   f"{maj.get('accuracy', float('nan')):.4f}", f"{tf.get('macro_f1', float('nan')):.4f}")
     out.print(t)

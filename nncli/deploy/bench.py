@@ -56,6 +56,7 @@ def machine() -> dict:
 def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threads: int | None = None, torch_int8: bool = False,
         output: str | None = None, overwrite: bool = False, baseline: str | None = None, fail_if_slower: float | None = None,
         min_seconds: float = 2.0, min_repeats: int = 10) -> dict:
+    from nncli.io.image_inference import is_image_model, load_image_classifier
     from nncli.io.inference import check_model, load_classifier, quantize_dynamic_int8, release
 
     timer = Timer()
@@ -78,6 +79,11 @@ def run(models: list[str], *, batch_sizes: list[int], seq_lens: list[int], threa
         console.log(f"machine: {fp['cpu']}, {fp['cores']} cores; {fp['int8_note']}")
         rows = []
         for name in models:
+            if is_image_model(name):      # images: one input size, the model's own (seq_len in the table = the image side)
+                clf = load_image_classifier(name, threads=threads)
+                rows += bench_classifier(clf, batch_sizes, [clf.max_length], min_seconds=min_seconds, min_repeats=min_repeats)
+                release(clf)
+                continue
             clf = load_classifier(name, threads=threads)
             rows += bench_classifier(clf, batch_sizes, seq_lens, min_seconds=min_seconds, min_repeats=min_repeats)
             if torch_int8 and clf.backend == "torch":

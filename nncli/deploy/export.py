@@ -34,6 +34,10 @@ def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
     source = resolve(recipe.model, None, recipe.allow_pickle)
     task = recipe.task if recipe.task != "auto" else detect_task(source.path)
     run_dir = run_dir_for(recipe.model)
+    if task == "image-classification":
+        from nncli.deploy import export_images
+
+        return export_images.run(recipe, source, run_dir, overwrite=overwrite)
     default_out = (run_dir / ("onnx" if recipe.format == "onnx" else "export")) if run_dir else None
     if recipe.output is None and default_out is None:
         raise UsageError("export needs --output DIR (the model is not a run directory)", "pass --output exports/my-model")

@@ -5,7 +5,8 @@ counted), `id` the user's id column when there is one, and a row that cannot be 
 `skipped` instead of disappearing, so predictions can be joined back to the input by row number or by id.
 
 PyTorch models (run directories, model directories, hub ids) and ONNX exports; the ONNX path needs only
-onnxruntime and tokenizers at run time.
+onnxruntime and tokenizers at run time. Image classifiers predict a folder of images or a CSV/JSONL of image paths
+(nncli/deploy/predict_images.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ SKIP_EMPTY = "empty text"
 
 def run(model: str, data: str, *, text_column="text", text_pair_column: str | None = None, output: str | None = None,
         id_column: str | None = None, batch_size: int = 64, threads: int | None = None, limit: int | None = None,
-        encoding: str = "utf-8", trust_remote_code: bool = False, allow_pickle: bool = False, overwrite: bool = False) -> dict:
+        encoding: str = "utf-8", trust_remote_code: bool = False, allow_pickle: bool = False, overwrite: bool = False,
+        image_column: str = "image") -> dict:
     from nncli.core.outputs import prepare_output_file
     from nncli.io.inference import load_classifier, model_dir_of
     from nncli.io.labelled import check_column, to_split
@@ -33,6 +35,14 @@ def run(model: str, data: str, *, text_column="text", text_pair_column: str | No
         raise UsageError(f"--batch-size {batch_size}: must be at least 1", "e.g. --batch-size 64")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit {limit}: must be at least 1 (leave it out to predict every row)", "e.g. --limit 100")
+    from nncli.io.image_inference import is_image_model
+
+    if is_image_model(model):
+        from nncli.deploy import predict_images
+
+        return predict_images.run(model, data, image_column=image_column, output=output, batch_size=batch_size,
+                                  threads=threads, limit=limit, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                                  overwrite=overwrite)
     table = read_table(data, role="input", encoding=encoding)
     if id_column:
         check_column(table, id_column, "--id-column", "input")

@@ -54,6 +54,12 @@ def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> RunReport:
     timer = Timer()
     source = resolve(recipe.model)
     run_dir = run_dir_for(recipe.model)
+    from nncli.io.models import detect_task
+
+    if detect_task(source.path) == "image-classification":
+        from nncli.deploy import quantize_images
+
+        return quantize_images.run(recipe, source, run_dir, overwrite=overwrite)
     out_path = Path(recipe.output) if recipe.output else (run_dir / "quantized" if run_dir else None)
     if out_path is None:
         raise UsageError("quantize needs --output DIR (the model is not a run directory)", "pass --output models/int8")
@@ -235,3 +241,7 @@ def _data(recipe: QuantizeRecipe, run_dir: Path | None) -> dict:
     calib = [calib[i] for i in rng.permutation(len(calib))[: recipe.calibration_samples]]
     return {"texts": texts, "labels": labels, "source": source, "all_texts": all_texts,
             "labelled_index": np.array([index[t] for t in texts]), "calib": calib}
+
+
+# the judging, shared with image classifiers (nncli/deploy/quantize_images.py)
+judge, refuse, write, size_mb, public = _judge, _refuse, _write, _size_mb, _public

@@ -42,6 +42,10 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False) -> dict:
     task = recipe.task
     if task == "auto":
         task = detect_task(recipe.models[0])
+    if task == "image-classification":
+        from nncli.evaluate import images
+
+        return images.run(recipe, overwrite=overwrite)
     known = LM_METRICS if task == "causal-lm" else CLASSIFICATION_METRICS + robustness_metric_names(recipe)
     check_gate_metrics([g for g in gates if not g["metric"].startswith("slice.")], known)
     if recipe.calibration.fit and not recipe.data.validation:

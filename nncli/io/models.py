@@ -328,4 +328,6 @@ def detect_task(name: str) -> str:
             return "sequence-classification"    # loading the model reports what is wrong with its config
         if "CausalLM" in archs or "LMHead" in archs:
             return "causal-lm"
+        if "ForImageClassification" in archs:
+            return "image-classification"
     return "sequence-classification"

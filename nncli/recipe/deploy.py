@@ -10,7 +10,8 @@ from nncli.recipe.base import Strict
 
 
 class ParitySpec(Strict):
-    data: str | None = Field(None, description="texts to compare on; default: the run's validation data")
+    data: str | None = Field(None, description="texts (images: a folder or listing) to compare on; default: the run's "
+                             "validation data")
     text_column: Union[str, list[str]] = "text"
     samples: int = Field(256, ge=1, description="compare on at most this many texts")
     atol: float = Field(1e-4, gt=0, description="largest acceptable absolute logit difference")
@@ -20,7 +21,7 @@ class ParitySpec(Strict):
 class ExportRecipe(Strict):
     command: Literal["export"] = "export"
     name: str | None = None
-    task: Literal["auto", "sequence-classification", "causal-lm"] = "auto"
+    task: Literal["auto", "sequence-classification", "causal-lm", "image-classification"] = "auto"
     model: str | None = Field(None, description="run directory, model directory or hub id")
     format: Literal["onnx", "safetensors"] = "onnx"
     output: str | None = Field(None, description="export directory (default: <run>/onnx or <run>/export)")
@@ -37,8 +38,10 @@ class ExportRecipe(Strict):
 
 
 class QuantDataSpec(Strict):
-    path: str | None = Field(None, description="labelled data to measure accuracy on; default: the run's validation split")
+    path: str | None = Field(None, description="labelled data to measure accuracy on (images: a <folder>/<label>/ folder or "
+                             "a listing); default: the run's validation split")
     text_column: Union[str, list[str]] = "text"
+    image_column: str = Field("image", description="images: the listing's column of image paths")
     label_column: Union[str, list[str]] = "label"
     limit: int | None = Field(None, ge=1, description="measure accuracy on at most N rows")
 

@@ -10,7 +10,9 @@ from nncli.recipe.base import GatesSpec, Strict
 
 
 class EvalDataSpec(Strict):
-    path: str | None = Field(None, description="evaluation data: a file or hub dataset id")
+    path: str | None = Field(None, description="evaluation data: a file or hub dataset id; for images an image folder "
+                             "(<folder>/<label>/<image>) or a CSV/JSONL of image paths and labels")
+    image_column: str = Field("image", description="images: the listing's column of image paths (relative to the file)")
     config: str | None = None
     split: str = Field("test", description="hub split name")
     validation: str | None = Field(None,
@@ -43,7 +45,7 @@ class RobustnessSpec(Strict):
 
 class EvaluateRecipe(Strict):
     command: Literal["evaluate"] = "evaluate"
-    task: Literal["auto", "sequence-classification", "causal-lm"] = "auto"
+    task: Literal["auto", "sequence-classification", "causal-lm", "image-classification"] = "auto"
     name: str | None = None
     output: str | None = Field(None, description="directory for report.json, report.md, predictions and plots")
     models: list[str] = Field(default_factory=list, description="run directories, model directories, hub ids or ONNX exports")

@@ -1,6 +1,7 @@
 """Training recipes, closed per task: a key that does not apply to the recipe's task is an error with a hint.
 
-`task: sequence-classification` (the default) -> ClassifierRecipe, `task: causal-lm` -> CausalLMRecipe; distill
+`task: sequence-classification` (the default) -> ClassifierRecipe, `task: causal-lm` -> CausalLMRecipe,
+`task: image-classification` (the default when data.train is an image folder) -> ImageClassifierRecipe; distill
 recipes (`command: distill`) are classifier recipes with a teacher and a student. The schema for a raw recipe is
 chosen by `finetune_schema(raw)`.
 """
@@ -170,8 +171,56 @@ class CausalLMRecipe(FinetuneBase):
     train: LMTrain = LMTrain()
 
 
-FinetuneRecipe = Union[ClassifierRecipe, CausalLMRecipe]
-TASK_SCHEMAS: dict[str, type[FinetuneBase]] = {"sequence-classification": ClassifierRecipe, "causal-lm": CausalLMRecipe}
+class ImageAugmentSpec(Strict):
+    crop_scale: tuple[float, float] = Field((0.8, 1.0), description="random resized crop: share of the image area kept, "
+                                            "low and high ([1, 1] = no cropping)")
+    hflip: bool = Field(True, description="random horizontal flips (turn off for digits, text, or anything handed)")
+    color_jitter: float = Field(0.0, ge=0, le=1, description="random brightness, contrast and saturation change, up to "
+                                "this share")
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale(cls, v):
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError("must be [low, high] with 0 < low <= high <= 1")
+        return v
+
+
+class ImageData(Strict):
+    train: str | None = Field(None, description="image folder (root/<label>/*.png|jpg|jpeg|webp, or root/train, root/test) "
+                              "or a CSV/JSONL with an image-path column and a label column")
+    validation: str | None = Field(None, description="validation folder or listing; default: a stratified split of train")
+    test: str | None = Field(None, description="optional test folder or listing, scored once at the end")
+    image_column: str = Field("image", description="CSV/JSONL: column of image paths (relative to the file's folder)")
+    label_column: str = "label"
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="share of train held out when there is no validation set")
+    max_train_samples: int | None = Field(None, ge=1, description="use a seeded random subset of N training images")
+    min_image_size: int = Field(16, ge=1, description="warn about images smaller than this many pixels on a side")
+    augment: ImageAugmentSpec = ImageAugmentSpec()
+
+
+class ImageModel(ModelSpec):
+    name: str | None = Field(None, description="image classifier or backbone: hub id (google/vit-base-patch16-224, "
+                             "microsoft/resnet-50) or a local directory with its preprocessor_config.json")
+
+
+class ImageClassifierRecipe(FinetuneBase):
+    task: Literal["image-classification"] = "image-classification"
+    model: ImageModel = ImageModel()
+    data: ImageData = ImageData()
+    train: ClassifierTrain = ClassifierTrain()
+
+    @model_validator(mode="after")
+    def _needs_model(self):
+        if not self.model.name:
+            raise ValueError("model.name: required for images (e.g. google/vit-base-patch16-224 or a local model directory); "
+                             "pass --model")
+        return self
+
+
+FinetuneRecipe = Union[ClassifierRecipe, CausalLMRecipe, ImageClassifierRecipe]
+TASK_SCHEMAS: dict[str, type[FinetuneBase]] = {"sequence-classification": ClassifierRecipe, "causal-lm": CausalLMRecipe,
+                                               "image-classification": ImageClassifierRecipe}
 
 
 class DistillSpec(Strict):
@@ -201,11 +250,19 @@ class DistillRecipe(ClassifierRecipe):
         return self
 
 
+def default_task(raw: dict) -> str:
+    """A recipe without a task: image-classification when data.train is an image folder, else sequence-classification."""
+    from nncli.io.images import is_image_folder
+
+    train = (raw.get("data") or {}).get("train") if isinstance(raw.get("data"), dict) else None
+    return "image-classification" if isinstance(train, str) and is_image_folder(train) else "sequence-classification"
+
+
 def finetune_schema(raw: dict) -> type[FinetuneBase]:
     """The schema of a finetune recipe, by its `task` (default: sequence-classification)."""
     from nncli.core.errors import UsageError
 
-    task = raw.get("task") or "sequence-classification"
+    task = raw.get("task") or default_task(raw)
     if task not in TASK_SCHEMAS:
         import difflib
 

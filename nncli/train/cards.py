@@ -23,6 +23,9 @@ def _front_matter(recipe, report, pipeline_tag: str, metrics: list[tuple[str, st
     return lines + ["---", ""]
 
 
+model_card_front_matter = _front_matter      # public name for the other task modules (image classification)
+
+
 def classifier_card(report, recipe) -> str:
     d, t = report["data"], report["training"]
     primary = "test" if "test" in report["metrics"] else "validation"

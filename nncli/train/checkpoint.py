@@ -44,10 +44,13 @@ def check_resumable(out, fingerprint: str) -> dict:
 
 
 def attach(run) -> None:
-    """Save trainable weights only: a LoRA checkpoint is megabytes, not the whole frozen model."""
+    """Save trainable weights only (and the running statistics of batch-norm layers, which training changes): a LoRA
+    checkpoint is megabytes, not the whole frozen model."""
     def keep_trainable(models, weights, output_dir):
+        from nncli.train.loop import running_buffers
+
         for i, m in enumerate(models):
-            names = {n for n, p in m.named_parameters() if p.requires_grad}
+            names = {n for n, p in m.named_parameters() if p.requires_grad} | {n for n, _ in running_buffers(m)}
             weights[i] = {k: v for k, v in weights[i].items() if k in names}
 
     run.accelerator.register_save_state_pre_hook(keep_trainable)

@@ -4,8 +4,8 @@
     train()     the task's model and adapter, an optional learning-rate range test, fit()
     conclude    (the task's) every split scored, baselines, artifacts; finish(): gates, model card, exit code
 
-Each task module (nncli/train/classifier.py, nncli/train/causal_lm.py) supplies prepare, known_metrics, inputs_of,
-data_fingerprint, build, conclude and card. distill and sweep reuse start() and train().
+Each task module (nncli/train/classifier.py, nncli/train/causal_lm.py, nncli/train/image.py) supplies prepare,
+known_metrics, inputs_of, data_fingerprint, build, conclude and card. distill and sweep reuse start() and train().
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from nncli.recipe.load import fingerprint
 from nncli.train import checkpoint
 from nncli.train.loop import Diverged, FitConfig, fit
 
-TASKS = {"sequence-classification": "nncli.train.classifier", "causal-lm": "nncli.train.causal_lm"}
+TASKS = {"sequence-classification": "nncli.train.classifier", "causal-lm": "nncli.train.causal_lm",
+         "image-classification": "nncli.train.image"}
 
 
 @dataclass

@@ -144,15 +144,17 @@ class Run:
                 for k, v in batch.items()}
 
     def trainable(self) -> dict:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        """What training changes: the trainable weights and running statistics (batch norm), copied."""
+        out = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        return {**out, **{n: b.detach().clone() for n, b in running_buffers(self.model)}}
 
     def restore(self, weights: dict) -> None:
         import torch
 
-        params = dict(self.model.named_parameters())
+        tensors = {**dict(self.model.named_parameters()), **dict(running_buffers(self.model))}
         with torch.no_grad():
             for n, v in weights.items():
-                params[n].copy_(v)
+                tensors[n].copy_(v)
 
     def evaluate(self, split: str) -> dict[str, float]:
         """The task's metrics on a whole split: each process scores its shard, the outputs are gathered."""
@@ -177,6 +179,19 @@ class Run:
             full[order] = arr
             merged[k] = full
         return self.task.eval_metrics(merged, split)
+
+
+def running_buffers(model) -> list[tuple[str, Any]]:
+    """The persistent buffers of modules whose parameters train (batch norm's running mean, variance and count):
+    checkpoints and the best-weights copy keep them with the weights, or a CNN would resume (or be restored) with
+    statistics of another step."""
+    out = []
+    for name, module in model.named_modules():
+        if not any(p.requires_grad for p in module.parameters(recurse=False)):
+            continue
+        skip = getattr(module, "_non_persistent_buffers_set", set())
+        out += [(f"{name}.{b}" if name else b, t) for b, t in module.named_buffers(recurse=False) if b not in skip]
+    return out
 
 
 def fit(task, model, cfg: FitConfig, out=None, *, callbacks=(), resume: bool = False, fingerprint: str = "") -> Run:
