@@ -16,7 +16,7 @@ from nncli.core.report import Timer
 def run(model: str, data: str, *, image_column: str = "image", output: str | None = None, batch_size: int = 64,
         threads: int | None = None, limit: int | None = None, trust_remote_code: bool = False, allow_pickle: bool = False,
         overwrite: bool = False) -> dict:
-    from nncli.core.rundir import prepare_output_file
+    from nncli.core.outputs import prepare_output_file
     from nncli.io.image_checks import inspect
     from nncli.io.image_inference import list_images, load_image_classifier
     from nncli.io.inference import model_dir_of, softmax
