@@ -79,11 +79,13 @@ def run_nncli(task: str, seed: int, extra: list[str]) -> dict:
     paper = (np.mean([f1["against"], f1["favor"]]) if task.startswith("stance") else f1["irony"] if task == "irony"
              else np.mean(list(f1.values())))
     tr = r["training"]
-    return {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "paper_metric": float(paper), "wall_seconds": round(wall, 1),
+    return {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "paper_metric": float(paper),
+            "wall_seconds": round(wall, 1),
             "label_names": names, "predicted_classes": sorted(k for k, v in test["per_class"].items() if v["precision"] > 0),
             "command": "nncli finetune --data train.tsv --validation validation.tsv --test test.tsv --seed "
                        f"{seed} --json {' '.join(extra)}".strip(),
-            "training": {k: tr.get(k) for k in ("epochs_run", "best_step", "steps", "lr", "stopped_early", "selection", "threads")},
+            "training": {k: tr.get(k) for k in ("epochs_run", "best_step", "steps", "lr", "stopped_early", "selection",
+                                                "threads")},
             "first_warning": (r["warnings"] or [None])[0],
             "baselines_in_report": {k: r["baselines"][k]["test"] for k in ("majority_class", "tfidf_logreg")},
             "validation": {k: r["metrics"]["validation"][k] for k in ("accuracy", "macro_f1", "ci95", "n")}}
@@ -171,7 +173,8 @@ def collect() -> dict:
     for task in TASKS:
         t: dict = {"majority_accuracy": majority(task) if (data_dir() / task).exists() else None, "methods": {}}
         for m in METHODS:
-            runs = sorted([c for c in cells if c["task"] == task and c["method"] == m and "macro_f1" in c], key=lambda c: c["seed"])
+            runs = sorted([c for c in cells if c["task"] == task and c["method"] == m and "macro_f1" in c],
+                          key=lambda c: c["seed"])
             skipped = [c["skipped"] for c in cells if c["task"] == task and c["method"] == m and "skipped" in c]
             if not runs:
                 if skipped:

@@ -41,8 +41,8 @@ class DataBase(Strict):
 
 class ClassifierData(DataBase):
     text_pair_column: str | None = None
-    validation_min_per_class: int = Field(10, ge=0, le=1000, description="raise data.validation_fraction (up to 25%) until the rarest class "
-                                          "has this many validation rows; 0 = exactly validation_fraction")
+    validation_min_per_class: int = Field(10, ge=0, le=1000, description="raise data.validation_fraction (up to 25%) until "
+                                          "the rarest class has this many validation rows; 0 = exactly validation_fraction")
     label_column: Union[str, list[str]] = "label"
     max_length: Union[int, Literal["auto"]] = Field("auto", description="tokens per text; auto: the shortest of 64..512 "
                                                     "that keeps 95% of training texts whole (within the model's positions)")
