@@ -33,6 +33,7 @@ CANDIDATES = {
     "lora-5e-4-none": ["method=lora", "train.lr=5e-4", "train.class_weights=none"],
     "lora-1e-3-sqrt": ["method=lora", "train.lr=1e-3", "train.class_weights=sqrt"],
     "full-1e-4-sqrt": ["method=full", "train.lr=1e-4", "train.class_weights=sqrt"],
+    "lora-5e-4-head5e-3": ["method=lora", "train.lr=5e-4", "train.head_lr=5e-3"],
 }
 
 
