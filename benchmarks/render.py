@@ -198,11 +198,57 @@ def audit() -> str:
     return "\n".join(lines)
 
 
+def smalldata() -> str:
+    f = R / "smalldata.json"
+    if not f.exists():
+        return "(no results/smalldata.json yet)"
+    d = json.loads(f.read_text())
+    methods = [("nncli", "nncli default"), ("tfidf", "TF-IDF 1-2 gram + LR"), ("frozen", "frozen MiniLM + LR"),
+               ("setfit", "SetFit")]
+    lines = ["| task | majority acc | " + " | ".join(f"{label} acc / macro-F1 / paper / s" for _, label in methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    for task, t in d["tasks"].items():
+        cells = []
+        for m, _ in methods:
+            x = t["methods"].get(m)
+            if not x:
+                cells.append("not run")
+            elif "skipped" in x:
+                cells.append("skipped")
+            else:
+                seeds = f" ({len(x['seeds'])} seeds, mF1 {x['macro_f1_range'][0]:.3f}–{x['macro_f1_range'][1]:.3f})" \
+                    if len(x["seeds"]) > 1 else ""
+                cells.append(f"{x['accuracy']:.3f} / {x['macro_f1']:.3f} / {x['paper_metric']:.3f} / "
+                             f"{x['wall_seconds_median']:.0f}{seeds}")
+        maj = t["majority_accuracy"]
+        lines.append(f"| {task} | {maj:.3f} | " + " | ".join(cells) + " |")
+    tg = d["targets"]
+
+    def verdict(ok):
+        return "met" if ok else "NOT met"
+
+    b, a = tg["beat_tfidf_macro_f1_median_seed"], tg["never_below_majority_accuracy"]
+    lines += ["", f"- beat TF-IDF + LR on macro-F1 on every task (median seed): **{verdict(b['met'])}** ("
+              + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in b["per_task"].items()) + ")",
+              f"- never below the majority class on accuracy (every seed): **{verdict(a['met'])}** ("
+              + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in a["per_task"].items()) + ")"]
+    if "match_setfit" in tg:
+        s = tg["match_setfit"]
+        lines.append(f"- match or beat SetFit on the median over tasks ({len(s['tasks'])} tasks) at no more than its wall time: "
+                     f"**{verdict(s['met'])}** (macro-F1 {s['nncli_median_macro_f1']:.3f} vs {s['setfit_median_macro_f1']:.3f}; "
+                     f"median wall {s['nncli_median_wall_seconds']:.0f} s vs {s['setfit_median_wall_seconds']:.0f} s)")
+    else:
+        lines.append("- match SetFit: no SetFit results")
+    lines.append(f"- collected {d['when']}; CPU {d['cpu']}; the notes below the table say what ran and what did not")
+    return "\n".join(lines)
+
+
 def write(readme: Path = Path(__file__).resolve().parent / "README.md") -> None:
     import re
 
     text = readme.read_text()
-    for key, fn in (("deploy", deploy), ("evaluate", evaluate), ("distill", distill), ("tuning", tuning), ("audit", audit)):
+    for key, fn in (("deploy", deploy), ("evaluate", evaluate), ("distill", distill), ("tuning", tuning), ("audit", audit),
+                     ("smalldata", smalldata)):
         start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
         if start not in text or end not in text:
             raise SystemExit(f"{readme}: markers {start} / {end} missing")

@@ -25,7 +25,8 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Hub id, mod
 DataOpt = Annotated[str | None,
                     typer.Option("--data", "-d", help="Training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id.")]
 ValidationOpt = Annotated[str | None,
-                          typer.Option("--validation", help="Validation file (default: a stratified 10% split of --data).")]
+                          typer.Option("--validation", help="Validation file (default: a stratified split of --data, 10%, "
+                                                            "more until each class has 10 rows).")]
 TestOpt = Annotated[str | None, typer.Option("--test", help="Test file, scored once at the end.")]
 TextColOpt = Annotated[list[str] | None, typer.Option("--text-column", metavar="COLUMN",
                                                       help="Text column (default text); repeat it when files name it "

@@ -236,7 +236,8 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
         validation, val_names = to_split(val_t, "validation", **args)
         validation.labels = _map_labels(val_names, label2id, "validation", val_t.source)
     else:
-        train, validation = stratified_split(train, data.validation_fraction, seed, notes)
+        train, validation = stratified_split(train, data.validation_fraction, seed, notes,
+                                             min_per_class=getattr(data, "validation_min_per_class", 0))
     test = None
     if test_t is not None:
         test, test_names = to_split(test_t, "test", **args)
@@ -253,6 +254,8 @@ def load_labelled(data, seed: int = 42, label_names: list[str] | None = None) ->
     fp = hashlib.sha256("|".join([t.fingerprint for t in (train_t, val_t, test_t) if t] +
                                  [str(data.text_column), str(data.label_column), str(data.text_pair_column), str(data.clean_text),
                                   str(data.max_train_samples), str(data.validation_fraction), str(seed)]
+                                 + ([f"min_per_class={data.validation_min_per_class}"]
+                                    if getattr(data, "validation_min_per_class", 0) else [])
                                  + ([f"quoting={quoting}"] if quoting != "auto" else [])).encode()).hexdigest()[:16]
     return LabelledData(train, validation, test, label_names, notes, fp, info + [n for n in notes if is_info(n)])
 
@@ -281,14 +284,26 @@ def subset(split: Split, idx: list[int]) -> Split:
                  [split.rows[i] for i in idx] if split.rows else [])
 
 
-def stratified_split(train: Split, fraction: float, seed: int, notes: list[str]) -> tuple[Split, Split]:
+MAX_VALIDATION_SHARE = 0.25
+
+
+def validation_share(counts: dict, fraction: float, min_per_class: int) -> float:
+    """The share of train held out: `fraction`, raised (up to MAX_VALIDATION_SHARE) until the rarest class has
+    `min_per_class` validation rows, so the checkpoint is not chosen on a handful of minority examples."""
+    if not min_per_class or not counts:
+        return fraction
+    return max(fraction, min(MAX_VALIDATION_SHARE, min_per_class / min(counts.values())))
+
+
+def stratified_split(train: Split, fraction: float, seed: int, notes: list[str], min_per_class: int = 0) -> tuple[Split, Split]:
     from collections import Counter
 
     from sklearn.model_selection import train_test_split
 
     idx = list(range(len(train)))
     counts = Counter(train.labels)
-    n_val = max(len(counts), int(round(len(idx) * fraction)))
+    share = validation_share(counts, fraction, min_per_class)
+    n_val = max(len(counts), int(round(len(idx) * share)))
     if len(idx) - n_val < len(counts):
         raise InputError(f"train data has only {len(idx)} usable rows: too few to hold out a validation split",
                          "add data, or pass a separate validation file (--validation)")
@@ -300,7 +315,9 @@ def stratified_split(train: Split, fraction: float, seed: int, notes: list[str])
     a, b = subset(train, sorted(tr)), subset(train, sorted(va))
     b.name = "validation"
     b.rows_read = 0
-    notes.append(f"validation: a stratified {fraction:.0%} split of train ({len(b)} rows, seed {seed})")
+    rarest = min(Counter(b.labels).values()) if len(set(b.labels)) == len(counts) else 0
+    raised = f", raised from {fraction:.0%} so the rarest class has {rarest} rows" if share > fraction else ""
+    notes.append(f"validation: a stratified {share:.0%} split of train ({len(b)} rows, seed {seed}{raised})")
     return a, b
 
 

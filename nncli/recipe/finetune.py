@@ -43,6 +43,8 @@ class DataBase(Strict):
 
 class ClassifierData(DataBase):
     text_pair_column: str | None = None
+    validation_min_per_class: int = Field(10, ge=0, le=1000, description="raise data.validation_fraction (up to 25%) until "
+                                          "the rarest class has this many validation rows; 0 = exactly validation_fraction")
     label_column: Union[str, list[str]] = "label"
     max_length: Union[int, Literal["auto"]] = Field("auto", description="tokens per text; auto: the shortest of 64..512 "
                                                     "that keeps 95% of training texts whole (within the model's positions)")
@@ -104,6 +106,8 @@ class TrainBase(Strict):
 
 
 class ClassifierTrain(TrainBase):
+    epochs: float = Field(6, gt=0, le=10000, description="training epochs (early stopping may end sooner); 6: measured on "
+                          "TweetEval, see benchmarks/README.md")
     head_lr: float | None = Field(None, gt=0, lt=1, description="learning rate of the classifier head and pooler; default = lr")
     metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
     class_weights: Literal["balanced", "sqrt", "none"] = Field("balanced", description="loss weights: inverse class "

@@ -90,11 +90,12 @@ def conclude(run, pf, recipe, out, report) -> tuple[dict, dict, dict]:
                            for i, name in enumerate(data.label_names)}
         results[split.name] = ev
     report["metrics"] = results
+    report["training"]["selection"] = selection(report, data, task, run.state)
     if not run.is_main:
         return {}, {}, {}
     console.log("baselines: majority class and TF-IDF + logistic regression on the same splits")
     report["baselines"] = baselines(data, recipe.train.seed)
-    warnings = guardrails(report, preds, data.label_names)
+    warnings = guardrails(report, preds, data.label_names) + small_validation(report["training"]["selection"])
     for w in warnings:
         console.warn(w)
     report["warnings"].extend(warnings)
@@ -102,6 +103,36 @@ def conclude(run, pf, recipe, out, report) -> tuple[dict, dict, dict]:
 
     save_classifier(run, pf, recipe, out, report)
     return flat_values(report)
+
+
+SELECTION_RULE = ("the evaluation with the highest (validation accuracy >= the majority class's, then validation {metric}, "
+                  "then the lower validation loss); early stopping counts evaluations that do not improve that ranking")
+SMALL_VALIDATION = 10
+
+
+def selection(report, data, task, state) -> dict:
+    """How the checkpoint was chosen, on how much validation data, and how certain its score is."""
+    v = report["metrics"]["validation"]
+    counts = dict(zip(data.label_names, np.bincount(np.asarray(data.validation.labels), minlength=task.n_classes).tolist()))
+    metric = task.metric
+    out = {"metric": metric, "rule": SELECTION_RULE.format(metric=metric) if metric != "loss" else "the lowest validation loss",
+           "validation_source": "file" if data.validation.rows_read else "stratified hold-out of train",
+           "validation_rows": v["n"], "validation_class_counts": counts, "best_step": state.best_step,
+           "majority_accuracy": round(float(task.majority_accuracy), 4), "value": v.get(metric)}
+    if metric in v.get("ci95", {}):
+        out["ci95"] = v["ci95"][metric]
+    return out
+
+
+def small_validation(sel: dict) -> list[str]:
+    rare = {k: n for k, n in sel["validation_class_counts"].items() if n < SMALL_VALIDATION}
+    if not rare:
+        return []
+    ci = sel.get("ci95")
+    spread = f" (95% interval of validation {sel['metric']}: {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+    listing = ", ".join(f"'{k}' {n}" for k, n in sorted(rare.items(), key=lambda kv: kv[1]))
+    return [f"validation has fewer than {SMALL_VALIDATION} rows of {listing}: the checkpoint choice and the validation "
+            f"scores are noisy{spread}; judge the model on the test split, or pass a larger --validation"]
 
 
 def baselines(data, seed: int) -> dict:

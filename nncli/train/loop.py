@@ -58,6 +58,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0
     best_metric: float | None = None
+    best_rank: list | None = None  # the task's ranking key of the best evaluation (see _evaluate)
     best_step: int = 0
     bad_evals: int = 0
     history: list = field(default_factory=list)
@@ -300,9 +301,12 @@ def _evaluate(run: Run) -> None:
     s, task = run.state, run.task
     metrics = run.evaluate("validation")
     value = metrics[task.metric]
-    improved = s.best_metric is None or (value > s.best_metric if task.higher_is_better else value < s.best_metric)
+    rank = list(task.rank(metrics)) if hasattr(task, "rank") else [value if task.higher_is_better else -value]
+    if s.best_rank is None and s.best_metric is not None:      # a checkpoint from before ranking keys
+        s.best_rank = [s.best_metric if task.higher_is_better else -s.best_metric] + [float("-inf")] * (len(rank) - 1)
+    improved = s.best_rank is None or rank > s.best_rank
     if improved:
-        s.best_metric, s.best_step, s.bad_evals, s.best = value, s.step, 0, run.trainable()
+        s.best_metric, s.best_rank, s.best_step, s.bad_evals, s.best = value, rank, s.step, 0, run.trainable()
     else:
         s.bad_evals += 1
     epoch = round(s.epoch + s.batch_in_epoch / max(1, run.steps_per_epoch * run.accumulation), 3)

@@ -34,6 +34,8 @@ class ClassificationTask:
         self.enc = {name: encode(tokenizer, s.texts, s.pairs, max_length, accepted, s.labels) for name, s in splits.items()}
         self.weight = class_weight(np.asarray(splits["train"].labels), self.n_classes, class_weights)
         self.probs: dict[str, np.ndarray] = {}
+        self.majority_accuracy = majority_accuracy(np.asarray(splits["train"].labels), self.enc["validation"]["labels"]) \
+            if "validation" in self.enc else 0.0
 
     def lengths(self, split: str) -> np.ndarray:
         return self.enc[split]["lengths"]
@@ -63,6 +65,14 @@ class ClassificationTask:
         self.probs[split] = probs
         return M.classification(self.enc[split]["labels"], probs.argmax(1), self.n_classes, probs)
 
+    def rank(self, metrics: dict) -> tuple:
+        """How the loop ranks validation evaluations (higher is better, compared in order): first whether accuracy
+        reaches the majority class's (macro-F1 and balanced metrics alone reward a model that over-predicts rare
+        classes), then the metric, then the lower loss (on a small validation split equal macro-F1s are common)."""
+        if self.metric == "loss":
+            return (-metrics["loss"],)
+        return (float(metrics["accuracy"] >= self.majority_accuracy), metrics[self.metric], -metrics["loss"])
+
     def param_groups(self, model, lr: float, weight_decay: float) -> list[dict]:
         head_lr = self.head_lr or lr
         return decay_groups(model, lambda n: head_lr if is_head(n) else lr, weight_decay)
@@ -77,6 +87,12 @@ def encode(tok, texts, pairs, max_length: int, accepted: set[str], labels) -> di
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc and k in accepted]
     return {"features": {k: enc[k] for k in keys}, "labels": np.asarray(labels, dtype=np.int64),
             "lengths": np.array([len(x) for x in enc["input_ids"]])}
+
+
+def majority_accuracy(train_labels: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy on `labels` of always predicting the most frequent training class."""
+    known = train_labels[train_labels >= 0]
+    return float((labels == np.bincount(known).argmax()).mean()) if len(known) and len(labels) else 0.0
 
 
 def class_weight(labels: np.ndarray, n_classes: int, how: str) -> np.ndarray | None:

@@ -1,0 +1,85 @@
+"""Model selection on small, imbalanced data (issue #16): the validation hold-out, the checkpoint ranking and what
+report.json says about them. Pure functions and a tiny run; no real model."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from nncli.io.labelled import MAX_VALIDATION_SHARE, Split, stratified_split, validation_share
+from nncli.train.classifier import SELECTION_RULE, selection, small_validation
+from nncli.train.tasks.classify import ClassificationTask, majority_accuracy
+
+
+def _split(counts: dict[int, int]) -> Split:
+    labels = [c for c, n in counts.items() for _ in range(n)]
+    return Split("train", "mem", [f"text {i}" for i in range(len(labels))], labels)
+
+
+def test_validation_share_is_raised_for_a_rare_class_and_capped():
+    assert validation_share({0: 900, 1: 100}, 0.1, 10) == 0.1            # 10 minority rows already
+    assert validation_share({0: 55, 1: 40}, 0.1, 10) == 0.25             # 10/40, the cap
+    assert validation_share({0: 191, 1: 151, 2: 50}, 0.1, 10) == 0.2     # 10/50
+    assert validation_share({0: 191, 1: 13}, 0.1, 10) == MAX_VALIDATION_SHARE
+    assert validation_share({0: 191, 1: 13}, 0.1, 0) == 0.1              # 0 = exactly the fraction
+    assert validation_share({0: 100, 1: 20}, 0.4, 10) == 0.4             # never below what the user asked
+
+
+def test_stratified_split_gives_the_rarest_class_its_rows_and_says_so():
+    notes: list[str] = []
+    train, val = stratified_split(_split({0: 400, 1: 150, 2: 50}), 0.1, seed=0, notes=notes, min_per_class=10)
+    assert len(val) == 120 and len(train) == 480                          # 20% of 600, not 10%
+    assert Counter(val.labels) == {0: 80, 1: 30, 2: 10}                   # still proportional
+    assert notes[-1] == ("validation: a stratified 20% split of train (120 rows, seed 0, raised from 10% so the rarest "
+                         "class has 10 rows)")
+    notes.clear()
+    _, val = stratified_split(_split({0: 400, 1: 150, 2: 50}), 0.1, seed=0, notes=notes, min_per_class=0)
+    assert len(val) == 60 and notes[-1] == "validation: a stratified 10% split of train (60 rows, seed 0)"
+
+
+class _Tiny:
+    """The parts of ClassificationTask that rank() reads."""
+
+    def __init__(self, metric, majority):
+        self.metric, self.majority_accuracy = metric, majority
+
+
+def test_rank_prefers_reaching_the_majority_class_then_the_metric_then_lower_loss():
+    rank = ClassificationTask.rank
+    t = _Tiny("macro_f1", 0.7)
+    collapsed_to_minority = {"accuracy": 0.5, "macro_f1": 0.60, "loss": 0.5}
+    sensible = {"accuracy": 0.75, "macro_f1": 0.55, "loss": 0.9}
+    same_f1_lower_loss = {"accuracy": 0.75, "macro_f1": 0.55, "loss": 0.6}
+    assert rank(t, sensible) > rank(t, collapsed_to_minority)
+    assert rank(t, same_f1_lower_loss) > rank(t, sensible)
+    assert rank(_Tiny("loss", 0.7), {"accuracy": 0.1, "macro_f1": 0.1, "loss": 0.2}) > \
+        rank(_Tiny("loss", 0.7), {"accuracy": 0.9, "macro_f1": 0.9, "loss": 0.3})
+
+
+def test_majority_accuracy_ignores_unlabelled_rows():
+    assert majority_accuracy(np.array([1, 1, 0, -100, -100, -100]), np.array([1, 0, 1, 1])) == 0.75
+
+
+def test_selection_states_the_rule_and_warns_on_a_thin_validation_split():
+    class Data:
+        label_names = ["against", "favor", "none"]
+        validation = Split("validation", "v.tsv", ["a"] * 40, [0] * 2 + [1] * 21 + [2] * 17, rows_read=40)
+
+    class State:
+        best_step = 92
+
+    report = {"metrics": {"validation": {"n": 40, "macro_f1": 0.61, "ci95": {"macro_f1": [0.45, 0.8]}}}}
+    sel = selection(report, Data, _tiny_task(), State)
+    assert sel["rule"] == SELECTION_RULE.format(metric="macro_f1")
+    assert sel["validation_source"] == "file" and sel["validation_rows"] == 40 and sel["best_step"] == 92
+    assert sel["validation_class_counts"] == {"against": 2, "favor": 21, "none": 17} and sel["ci95"] == [0.45, 0.8]
+    (w,) = small_validation(sel)
+    assert w.startswith("validation has fewer than 10 rows of 'against' 2: the checkpoint choice and the validation scores "
+                        "are noisy (95% interval of validation macro_f1: 0.450-0.800)")
+
+
+def _tiny_task():
+    t = _Tiny("macro_f1", 0.525)
+    t.n_classes = 3
+    return t
