@@ -142,11 +142,27 @@ def test_evaluate_calibrate_on_a_separable_split_refuses_and_says_why(trained_ru
     assert stored["temperature"] == 1.0 and stored["status"] == "refused"
 
 
-def test_evaluate_calibrate_on_a_normal_split_sharpens_within_its_bound(trained_run, tiny_data, tmp_path, cli):
+@pytest.fixture(scope="module")
+def smoothed_run(tmp_path_factory, tiny_bert, tiny_data) -> Path:
+    """A run that is under-confident by construction: label smoothing 0.4 caps the confidence it learns to give, while
+    it still learns the keyword task (so it is right far more often than its confidence says)."""
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+    from tests.conftest import finetune_args
+
+    out = tmp_path_factory.mktemp("runs") / "smoothed"
+    r = CliRunner().invoke(app, finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr=3e-3",
+                                              "train.epochs=6", "train.label_smoothing=0.4", "-q"))
+    assert r.exit_code == 0, r.stderr
+    return out
+
+
+def test_evaluate_calibrate_on_a_normal_split_sharpens_within_its_bound(smoothed_run, tiny_data, tmp_path, cli):
     import shutil
 
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    shutil.copytree(smoothed_run, run)
     names = ["negative", "neutral", "positive"]
     rows = make_rows(300, seed=41)      # fresh rows of the training task, one label in 20 wrong (as in real annotation)
     rows = [{**r, "label": names[(names.index(r["label"]) + 1) % 3]} if i % 20 == 0 else r for i, r in enumerate(rows)]
@@ -157,17 +173,17 @@ def test_evaluate_calibrate_on_a_normal_split_sharpens_within_its_bound(trained_
     r = json.loads(stdout)
     cal = r["models"][0]["calibration"]
     d = cal["decision"]
-    # the tiny model is right far more often than its confidence says: sharpening is supported, but only to the bound
+    # the smoothed model is right far more often than its confidence says: sharpening is supported, but only to the bound
     assert d["status"] == "bounded" and d["errors"] >= 4 and d["mle"] < cal["temperature"] == d["ci95"][1] < 1
     assert cal["ece_after"] < cal["ece_uncalibrated"]
     assert not any("makes ECE on the evaluation data worse" in w for w in r["warnings"])
 
 
-def test_evaluate_calibrate_says_so_when_held_out_ece_gets_worse(trained_run, tiny_data, tmp_path, cli):
+def test_evaluate_calibrate_says_so_when_held_out_ece_gets_worse(smoothed_run, tiny_data, tmp_path, cli):
     import shutil
 
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    shutil.copytree(smoothed_run, run)
     rows = make_rows(300, seed=51)
     pred = _predicted(run, rows)
     names = ["negative", "neutral", "positive"]
