@@ -7,6 +7,7 @@ optimiser; and end to end on a perfectly separable validation split and on a noi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
