@@ -16,7 +16,7 @@ import numpy as np
 from nncli.core import console
 from nncli.core.errors import InputError, UsageError
 from nncli.io.image_checks import load_rgb
-from nncli.train.tasks.classify import ClassificationTask, class_weight
+from nncli.train.tasks.classify import ClassificationTask, class_weight, majority_accuracy
 
 CACHE_BYTES = 1 << 30          # decoded training images (and preprocessed evaluation tensors) kept in memory up to this
 ATTENTION_LEAVES = ("query", "key", "value", "q_proj", "k_proj", "v_proj", "qkv", "q", "k", "v")
@@ -34,6 +34,8 @@ class ImageClassificationTask(ClassificationTask):
         self.splits = {s.name: s for s in data.splits()}
         self.enc = {name: {"labels": np.asarray(s.labels, dtype=np.int64)} for name, s in self.splits.items()}
         self.weight = class_weight(self.enc["train"]["labels"], self.n_classes, class_weights)
+        self.majority_accuracy = majority_accuracy(self.enc["train"]["labels"], self.enc["validation"]["labels"]) \
+            if "validation" in self.enc else 0.0       # checkpoint ranking: accuracy >= the majority class's first
         self.size = target_size(processor)
         self.probs: dict[str, np.ndarray] = {}
         self._images: dict[str, object] = {}
