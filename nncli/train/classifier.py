@@ -145,9 +145,9 @@ def baselines(data, seed: int) -> dict:
             "tfidf_logreg": M.tfidf_baseline(joined(data.train), data.train.labels, held, n, seed=seed)}
 
 
-def flat_values(report) -> tuple[dict, dict, dict]:
+def flat_values(report, reference: str = "tfidf_logreg") -> tuple[dict, dict, dict]:
     """Gate values: split.metric for every split, the bare names for the test split (else validation), and
-    vs_baseline.* = the model minus the best reference baseline on that split."""
+    vs_baseline.* = the model minus the best of the majority class and `reference` (a key of report["baselines"])."""
     values, intervals, sizes = {}, {}, {}
     primary = "test" if "test" in report["metrics"] else "validation"
     for split, ev in report["metrics"].items():
@@ -159,31 +159,42 @@ def flat_values(report) -> tuple[dict, dict, dict]:
                     intervals[key] = ev["ci95"][k]
     base = report["baselines"]
     for k in ("accuracy", "macro_f1"):
-        best = max(base["majority_class"][primary][k], base["tfidf_logreg"][primary][k])
+        best = max(base["majority_class"][primary][k], base[reference][primary][k])
         values[f"vs_baseline.{k}"] = report["metrics"][primary][k] - best
         sizes[f"vs_baseline.{k}"] = report["metrics"][primary]["n"]
     return values, intervals, sizes
 
 
-def guardrails(report, predictions: dict, label_names: list[str]) -> list[str]:
-    """Say loudly, first, when the network does not earn its cost."""
+# how the guardrails name each reference baseline: (baseline key) -> (its name, the advice when the model is below
+# both references, the sentence when it beats the model)
+REFERENCES = {
+    "tfidf_logreg": ("TF-IDF + logistic regression", "; the TF-IDF baseline is the better choice here",
+                     "the TF-IDF + logistic regression baseline beats the model",
+                     "the neural model does not earn its cost yet"),
+    "linear_probe": ("the linear probe", "", "the linear probe on the frozen backbone beats the fine-tuned model",
+                     "fine-tuning does not earn its cost yet"),
+}
+
+
+def guardrails(report, predictions: dict, label_names: list[str], reference: str = "tfidf_logreg") -> list[str]:
+    """Say loudly, first, when the network does not earn its cost against the majority class and `reference`."""
+    name, advice, beats, verdict = REFERENCES[reference]
     out = []
     for split, pred in predictions.items():
         used = sorted(set(np.asarray(pred).tolist()))
         m = report["metrics"][split]
         base = report["baselines"]["majority_class"][split]
-        tfidf = report["baselines"]["tfidf_logreg"][split]
+        ref = report["baselines"][reference][split]
         if len(used) == 1:
             out.append(f"COLLAPSED: the model predicts only '{label_names[used[0]]}' on {split}; it learned nothing useful. "
                        "Try a higher train.lr, more epochs, or method=full")
-        elif m["accuracy"] < base["accuracy"] and m["macro_f1"] < tfidf["macro_f1"]:
+        elif m["accuracy"] < base["accuracy"] and m["macro_f1"] < ref["macro_f1"]:
             out.append(f"BELOW BASELINES on {split}: accuracy {m['accuracy']:.3f} is under the majority class "
-                       f"({base['accuracy']:.3f}) and macro-F1 {m['macro_f1']:.3f} under TF-IDF + logistic regression "
-                       f"({tfidf['macro_f1']:.3f}): do not ship this model; the TF-IDF baseline is the better choice here "
+                       f"({base['accuracy']:.3f}) and macro-F1 {m['macro_f1']:.3f} under {name} "
+                       f"({ref['macro_f1']:.3f}): do not ship this model{advice} "
                        "(gate it in CI with --min vs_baseline.macro_f1=0)")
-        elif tfidf["macro_f1"] > m["macro_f1"] + 0.02:
-            out.append(f"{split}: the TF-IDF + logistic regression baseline beats the model on macro-F1 "
-                       f"({tfidf['macro_f1']:.3f} vs {m['macro_f1']:.3f}): the neural model does not earn its cost yet")
+        elif ref["macro_f1"] > m["macro_f1"] + 0.02:
+            out.append(f"{split}: {beats} on macro-F1 ({ref['macro_f1']:.3f} vs {m['macro_f1']:.3f}): {verdict}")
     return out
 
 

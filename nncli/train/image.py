@@ -13,6 +13,7 @@ import numpy as np
 from nncli.core import console
 from nncli.core.errors import InputError, NncliError
 from nncli.evaluate import metrics as M
+from nncli.train import classifier
 
 METRIC_NAMES = ("accuracy", "macro_f1", "loss")
 PROBE_MAX_TRAIN = 10_000
@@ -213,40 +214,11 @@ def conclude(run, pf, recipe, out, report) -> tuple[dict, dict, dict]:
 
 
 def flat_values(report) -> tuple[dict, dict, dict]:
-    values, intervals, sizes = {}, {}, {}
-    primary = "test" if "test" in report["metrics"] else "validation"
-    for split, ev in report["metrics"].items():
-        for k in METRIC_NAMES:
-            for key in [f"{split}.{k}"] + ([k] if split == primary else []):
-                values[key], sizes[key] = ev[k], ev["n"]
-                if k in ev.get("ci95", {}):
-                    intervals[key] = ev["ci95"][k]
-    base = report["baselines"]
-    for k in ("accuracy", "macro_f1"):
-        best = max(base["majority_class"][primary][k], base["linear_probe"][primary][k])
-        values[f"vs_baseline.{k}"] = report["metrics"][primary][k] - best
-        sizes[f"vs_baseline.{k}"] = report["metrics"][primary]["n"]
-    return values, intervals, sizes
+    return classifier.flat_values(report, reference="linear_probe")
 
 
 def guardrails(report, predictions: dict, label_names: list[str]) -> list[str]:
-    out = []
-    for split, pred in predictions.items():
-        used = sorted(set(np.asarray(pred).tolist()))
-        m, maj = report["metrics"][split], report["baselines"]["majority_class"][split]
-        probe = report["baselines"]["linear_probe"][split]
-        if len(used) == 1:
-            out.append(f"COLLAPSED: the model predicts only '{label_names[used[0]]}' on {split}; it learned nothing useful. "
-                       "Try a higher train.lr, more epochs, or method=full")
-        elif m["accuracy"] < maj["accuracy"] and m["macro_f1"] < probe["macro_f1"]:
-            out.append(f"BELOW BASELINES on {split}: accuracy {m['accuracy']:.3f} is under the majority class "
-                       f"({maj['accuracy']:.3f}) and macro-F1 {m['macro_f1']:.3f} under the linear probe "
-                       f"({probe['macro_f1']:.3f}): "
-                       "do not ship this model (gate it in CI with --min vs_baseline.macro_f1=0)")
-        elif probe["macro_f1"] > m["macro_f1"] + 0.02:
-            out.append(f"{split}: the linear probe on the frozen backbone beats the fine-tuned model on macro-F1 "
-                       f"({probe['macro_f1']:.3f} vs {m['macro_f1']:.3f}): fine-tuning does not earn its cost yet")
-    return out
+    return classifier.guardrails(report, predictions, label_names, reference="linear_probe")
 
 
 def card(report, recipe) -> str:
