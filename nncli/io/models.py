@@ -208,7 +208,6 @@ def check_tokenizer_matches(tokenizer, config, path: str) -> None:
 def load_classifier(path: str, label_names: list[str], *, trust_remote_code: bool = False, allow_pickle: bool = False):
     """AutoModelForSequenceClassification with our labels. Returns (model, names of newly initialised parameters)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     id2label = {i: n for i, n in enumerate(label_names)}
     label2id = {n: i for i, n in id2label.items()}
@@ -221,18 +220,27 @@ def load_classifier(path: str, label_names: list[str], *, trust_remote_code: boo
     if getattr(config, "pad_token_id", None) is None:
         eos = getattr(config, "eos_token_id", None)
         config.pad_token_id = eos if not isinstance(eos, list) else config.eos_token_id[0]
+    return load_weights(AutoModelForSequenceClassification, path, config, what="a sequence classifier",
+                        hint="use an encoder (BERT, RoBERTa, DistilBERT...) or a decoder with a classification head",
+                        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+
+
+def load_weights(auto_cls, path: str, config, *, what: str, hint: str, trust_remote_code: bool, allow_pickle: bool):
+    """auto_cls.from_pretrained with a new head where the checkpoint's differs; unreadable weights and the wrong kind
+    of model are input errors. Returns (model, names of newly initialised parameters)."""
+    from transformers.utils import logging as hf_logging
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        model, info = auto_cls.from_pretrained(
             path, config=config, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
             ignore_mismatched_sizes=True, output_loading_info=True)
     except OSError as e:
         raise InputError(f"cannot load model weights from {path}: {str(e).splitlines()[0][:200]}",
                          "check that the weights file is complete and is safetensors (or set model.allow_pickle=true)") from e
     except ValueError as e:
-        raise InputError(f"{path} cannot be loaded as a sequence classifier: {str(e).splitlines()[0][:200]}",
-                         "use an encoder (BERT, RoBERTa, DistilBERT...) or a decoder with a classification head") from e
+        raise InputError(f"{path} cannot be loaded as {what}: {str(e).splitlines()[0][:200]}", hint) from e
     finally:
         hf_logging.set_verbosity(verbosity)
     new = list(info.get("missing_keys", [])) + [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import InputError, UsageError
+from nncli.core.errors import UsageError
 from nncli.io.image_checks import load_rgb
 from nncli.train.tasks.classify import ClassificationTask, class_weight, majority_accuracy
 
@@ -125,29 +125,15 @@ def load_image_classifier(path: str, label_names: list[str], *, trust_remote_cod
     """AutoModelForImageClassification with our labels (a new head where the checkpoint's differs). Returns (model,
     names of newly initialised parameters)."""
     from transformers import AutoModelForImageClassification
-    from transformers.utils import logging as hf_logging
 
-    from nncli.io.models import load_config
+    from nncli.io.models import load_config, load_weights
 
     id2label = dict(enumerate(label_names))
     config = load_config(path, trust_remote_code, num_labels=len(label_names), id2label=id2label,
                          label2id={n: i for i, n in id2label.items()})
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model, info = AutoModelForImageClassification.from_pretrained(
-            path, config=config, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
-            ignore_mismatched_sizes=True, output_loading_info=True)
-    except OSError as e:
-        raise InputError(f"cannot load model weights from {path}: {str(e).splitlines()[0][:200]}",
-                         "check that the weights file is complete and is safetensors (or set model.allow_pickle=true)") from e
-    except ValueError as e:
-        raise InputError(f"{path} cannot be loaded as an image classifier: {str(e).splitlines()[0][:200]}",
-                         "use a vision model (ViT, DeiT, Swin, ConvNeXt, ResNet, EfficientNet...)") from e
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    new = list(info.get("missing_keys", [])) + [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
-    return model, new
+    return load_weights(AutoModelForImageClassification, path, config, what="an image classifier",
+                        hint="use a vision model (ViT, DeiT, Swin, ConvNeXt, ResNet, EfficientNet...)",
+                        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
 
 def lora_targets(model, setting, heads: list[str]) -> tuple[list[str], str]:
