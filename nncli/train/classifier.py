@@ -55,7 +55,19 @@ def build(pf, recipe, report, *, train_split=None):
     task = ClassificationTask(pf.data, pf.tokenizer, pf.max_length, accepted_inputs(model), metric=t.metric,
                               class_weights=t.class_weights, label_smoothing=t.label_smoothing, head_lr=t.head_lr,
                               train_split=train_split)
+    init = _head_init(model, task, recipe, report)
+    report["training"]["head_init"] = init
     return task, model
+
+
+def _head_init(model, task, recipe, report) -> dict:
+    """`auto`: a linear probe for a new head (nncli/train/head_init.py); a head that came with the checkpoint is kept."""
+    from nncli.train.head_init import is_new_head, linear_probe_init
+
+    how = recipe.train.head_init
+    if how == "random" or (how == "auto" and not is_new_head(report["training"].get("newly_initialised", []))):
+        return {"method": "random" if how == "random" else "checkpoint"}
+    return linear_probe_init(model, task, recipe.train.seed) or {"method": "random"}
 
 
 def _augmented(data, recipe, report):
@@ -119,6 +131,9 @@ def selection(report, data, task, state) -> dict:
            "validation_source": "file" if data.validation.rows_read else "stratified hold-out of train",
            "validation_rows": v["n"], "validation_class_counts": counts, "best_step": state.best_step,
            "majority_accuracy": round(float(task.majority_accuracy), 4), "value": v.get(metric)}
+    if report["training"].get("head_init", {}).get("method") == "linear_probe":
+        out["kept"] = ("the linear-probe start: no fine-tuned checkpoint ranked above it on validation" if state.best_step == 0
+                       else "a fine-tuned checkpoint (it ranked above the linear-probe start on validation)")
     if metric in v.get("ci95", {}):
         out["ci95"] = v["ci95"][metric]
     return out

@@ -145,7 +145,8 @@ def fit_config(r, lr: float, s: Session) -> FitConfig:
     return FitConfig(epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size, accumulation=t.gradient_accumulation,
                      lr=lr, weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
                      max_grad_norm=t.max_grad_norm, eval_every=t.eval_every, patience=t.early_stopping_patience, seed=t.seed,
-                     bf16=use_bf16(t.bf16), group_by_length=t.group_by_length, resume_command=again)
+                     bf16=use_bf16(t.bf16), group_by_length=t.group_by_length, resume_command=again,
+                     eval_at_start=s.report["training"].get("head_init", {}).get("method") == "linear_probe")
 
 
 def _range_test(s: Session, task, model) -> float:

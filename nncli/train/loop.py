@@ -46,6 +46,7 @@ class FitConfig:
     group_by_length: bool = True
     eval_batch_size: int = 64
     evaluate: bool = True          # off for the learning-rate range test
+    eval_at_start: bool = False    # score the model before the first step as a candidate (a linear-probe head)
     checkpoint: bool = True
     resume_command: str = ""       # what to run to resume, for the interruption message
 
@@ -211,6 +212,8 @@ def fit(task, model, cfg: FitConfig, out=None, *, callbacks=(), resume: bool = F
             console.log(f"resuming from step {run.state.step} of {run.total_steps} (epoch {run.state.epoch + 1})")
     for cb in run.callbacks:
         cb.on_train_begin(run)
+    if cfg.eval_at_start and cfg.evaluate and run.state.step == 0 and not run.state.history:
+        _evaluate(run)
     try:
         with run.stop, console.progress(run.total_steps, "training") as bar:
             bar.update(run.state.step)
