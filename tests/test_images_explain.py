@@ -152,6 +152,10 @@ def test_bad_image_input_is_named(tmp_path, cli):
     code, _, stderr = cli("explain", resnet, "--data", tmp_path / "imgs")
     assert code == 3 and "broken.png" in stderr
     broken.unlink()
+    listing = tmp_path / "imgs" / "list.csv"
+    listing.write_text("image\non/000.png\non/gone.png\n")
+    code, _, stderr = cli("explain", resnet, "--data", listing)
+    assert code == 3 and "gone.png" in stderr
     code, _, stderr = cli("explain", resnet, "--data", tmp_path / "imgs", "--method", "attention")
     assert code == 2 and "resnet" in stderr and "--method ig,occlusion" in stderr
     code, _, stderr = cli("explain", resnet, "--text", "a cat")
