@@ -109,17 +109,27 @@ def _render_evaluate(report: dict) -> None:
 @app.command()
 def explain(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="A run directory, model directory or hub id (PyTorch; classifier or causal LM).")],
+    model: Annotated[str, typer.Argument(help="A run directory, model directory or hub id (PyTorch; classifier, causal LM "
+                                              "or image classifier).")],
     text: Annotated[str | None, typer.Option("--text", help="One text to explain.")] = None,
-    data: Annotated[str | None, typer.Option("--data", "-d", help="A file of texts to explain (and aggregate).")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="A file of texts to explain (and aggregate); for an image "
+                                             "classifier an image, a folder of images or a CSV/JSONL listing.")] = None,
     text_column: TextColOpt = None,
-    limit: Annotated[int, typer.Option(help="With --data: explain the first N texts.")] = 50,
-    method: Annotated[str, typer.Option("--method", help="ig, occlusion, attention, a comma-separated list, or all.")] = "all",
-    top_k: Annotated[int, typer.Option("--top-k", help="Words removed/kept for the faithfulness scores.")] = 3,
+    image_column: Annotated[str, typer.Option(help="Images: the listing's column of image paths.")] = "image",
+    limit: Annotated[int, typer.Option(help="With --data: explain the first N texts or images.")] = 50,
+    method: Annotated[str, typer.Option("--method", help="ig, occlusion, attention, a comma-separated list, or all "
+                                        "(images: attention only for vision transformers).")] = "all",
+    top_k: Annotated[int, typer.Option("--top-k", help="Texts: words removed/kept for the faithfulness scores.")] = 3,
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
+    patch: Annotated[int | None, typer.Option(help="Images: occlusion patch side in pixels (default: input side / 8).")] = None,
+    stride: Annotated[int | None, typer.Option(help="Images: occlusion stride in pixels (default: patch / 2).")] = None,
+    baseline: Annotated[str, typer.Option(help="Images: what occluded/deleted pixels become, and where integrated "
+                                          "gradients start: zero (the processor's mean colour), mean (the image's), "
+                                          "black.")] = "zero",
     output: Annotated[str | None,
                       typer.Option("--output", "-o",
-                                   help="Write report.json, explanations.jsonl and explanations.html here.")] = None,
+                                   help="Write report.json, explanations.jsonl and explanations.html here (images: "
+                                        "images/*.png, heatmaps.npz and explanations.html).")] = None,
     overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -134,18 +144,24 @@ def explain(
       nncli explain runs/quickstart/finetune --data recipes/data/reviews/test.csv --limit 100 -o runs/explain
 
       nncli explain runs/quickstart/finetune --text "fine, I guess" --method ig,occlusion --json
+
+      nncli explain runs/digits --data recipes/data/digits/test/7 --limit 10 -o runs/digits-explain   # images
     """
     def job():
         from nncli.evaluate import explain as xp
 
-        methods = list(xp.METHODS) if method.strip() == "all" else [m.strip() for m in method.split(",") if m.strip()]
+        methods = None if method.strip() == "all" else [m.strip() for m in method.split(",") if m.strip()]
         if limit < 1 or top_k < 1 or steps < 2:
             raise UsageError("--limit and --top-k must be at least 1, --steps at least 2", "e.g. --limit 50 --top-k 3 --steps 50")
         return xp.run(model, text=text, data=data, text_column=columns(text_column), limit=limit, methods=methods, output=output,
-                      overwrite=overwrite, top_k=top_k, steps=steps)
+                      overwrite=overwrite, top_k=top_k, steps=steps,
+                      image={"patch": patch, "stride": stride, "baseline": baseline, "image_column": image_column})
 
     def render(r):
-        from nncli.evaluate.explain_views import render_terminal
+        if r.get("task") == "image-classification":
+            from nncli.evaluate.explain_image_views import render_terminal
+        else:
+            from nncli.evaluate.explain_views import render_terminal
 
         render_terminal(r, stdout())
 

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.core.atomic import atomic_write_text
 from nncli.core.errors import InputError, UsageError, missing_extra
 from nncli.core.report import Timer, base_report, environment, now
-from nncli.core.rundir import RunDir, recording
+from nncli.core.rundir import RunDir
+from nncli.evaluate.explain_common import RANDOM_DRAWS, check_methods, ig_converged, ig_schedule, write_outputs
 from nncli.evaluate.explain_views import to_html
 
 METHODS = ("ig", "occlusion", "attention")
-RANDOM_DRAWS = 10
 
 
 class Explainer:
@@ -181,12 +180,10 @@ class Explainer:
             gap = float(fwd(ids, mask)[0] - fwd(base, mask)[0])
         # a saturated softmax can change within a sliver of the path: refine until the scores add up, within a
         # compute budget (long texts get fewer refinements: cost grows with steps x tokens)
-        budget = max(steps, 100_000 // max(ids.shape[1], 1))
-        schedule = [n for n in (steps, steps * 4, steps * 16, steps * 64) if n <= budget] or [steps]
-        for n in schedule:
+        for n in ig_schedule(steps, max(steps, 100_000 // max(ids.shape[1], 1))):
             attr, delta = lig.attribute(ids, baselines=base, additional_forward_args=(mask,), n_steps=n,
                                         internal_batch_size=min(n, 256), return_convergence_delta=True)
-            if float(delta.abs().max()) <= 0.05 * max(abs(gap), 0.1):
+            if ig_converged(float(delta.abs().max()), gap):
                 break
         tok_scores = attr.sum(-1)[0].detach().numpy()
         scores = np.array([tok_scores[idx].sum() for idx in e["words"]])
@@ -243,12 +240,18 @@ def faithfulness(ex: Explainer, e: dict, target: int, p: float, scores: np.ndarr
 
 def run(model: str, *, text: str | None = None, data: str | None = None, text_column=None, limit: int = 50,
         methods: list[str] | None = None, output: str | None = None, overwrite: bool = False, top_k: int = 3,
-        steps: int = 50, threads: int | None = None, seed: int = 0) -> dict:
+        steps: int = 50, threads: int | None = None, seed: int = 0, image: dict | None = None) -> dict:
+    """Explain a text model's predictions; an image classifier's go to explain_images.run (with `image` options)."""
+    from nncli.io.image_inference import is_image_model
+
+    if is_image_model(model):
+        from nncli.evaluate import explain_images
+
+        return explain_images.run(model, text=text, data=data, limit=limit, methods=methods, output=output,
+                                  overwrite=overwrite, steps=steps, threads=threads, seed=seed, **(image or {}))
     timer = Timer()
     methods = methods or list(METHODS)
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise UsageError(f"--method {bad[0]}: unknown", f"choose from {', '.join(METHODS)} (or all)")
+    check_methods(methods, METHODS)
     if (text is None) == (data is None):
         raise UsageError("explain needs exactly one of --text or --data", 'e.g. --text "great value" or --data reviews.csv')
     out = RunDir(output, command="explain") if output else None
@@ -277,7 +280,10 @@ def run(model: str, *, text: str | None = None, data: str | None = None, text_co
         report["shortcuts"] = shortcuts(results, methods[0])
     if out is not None:
         out.prepare(overwrite=overwrite, inputs=[data, ex.path])
-        _write(out, report, results, timer)
+        write_outputs(out, report, timer, lambda: {
+            "explanations.html": to_html(report),
+            "explanations.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)},
+            {"html": "explanations.html", "jsonl": "explanations.jsonl"})
     report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
     return report
 
@@ -322,20 +328,10 @@ def _explain_one(ex: Explainer, t: str, methods: list[str], *, steps: int, top_k
         if f:
             faith[m].append(f)
     ig = item["details"].get("ig")
-    if ig and ig["convergence_delta"] > 0.05 * max(abs(ig["prob_minus_baseline"]), 0.1):
+    if ig and not ig_converged(ig["convergence_delta"], ig["prob_minus_baseline"]):
         item["warnings"] = [f"integrated gradients did not converge in {ig['steps']} steps "
                             f"(delta {ig['convergence_delta']:.3f}); treat its scores for this text with care"]
     return item
-
-
-def _write(out: RunDir, report: dict, results: list[dict], timer: Timer) -> None:
-    with recording(out, report):
-        atomic_write_text(out / "explanations.html", to_html(report))
-        atomic_write_text(out / "explanations.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
-        report["artifacts"] = {"html": "explanations.html", "jsonl": "explanations.jsonl", "report": "report.json"}
-        report.update(status="succeeded", exit_code=0, finished_at=now(), timings={"wall_seconds": timer()})
-        out.write_json("report.json", report)
-        out.complete()
 
 
 def _truncation_note(i: int, n: int, t: dict) -> str:

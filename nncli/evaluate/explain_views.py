@@ -5,11 +5,17 @@ from __future__ import annotations
 import html
 
 
+def page(report: dict, body: list[str]) -> str:
+    """The one HTML page of `nncli explain` (texts and images): title, style, then `body`."""
+    head = ["<!doctype html><html><head><meta charset='utf-8'><title>nncli explain</title><style>",
+            "body{font-family:sans-serif;max-width:60em;margin:2em auto}span.w{padding:0 2px;border-radius:3px}",
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{image-rendering:pixelated}"
+            "</style></head><body>", f"<h1>Explanations: {html.escape(str(report['model']))}</h1>"]
+    return "\n".join(head + body + ["</body></html>"]) + "\n"
+
+
 def to_html(report: dict) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>nncli explain</title><style>",
-             "body{font-family:sans-serif;max-width:60em;margin:2em auto}span.w{padding:0 2px;border-radius:3px}",
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
-             f"<h1>Explanations: {html.escape(str(report['model']))}</h1>"]
+    parts = []
     if report.get("faithfulness"):
         parts.append("<h2>Faithfulness (k = top words)</h2><table><tr><th>method</th><th>comprehensiveness</th>"
                      "<th>random</th><th>sufficiency</th><th>random</th></tr>")
@@ -22,8 +28,7 @@ def to_html(report: dict) -> str:
         for m, sc in r["scores"].items():
             peak = max((abs(x) for x in sc), default=1.0) or 1.0
             parts.append(f"<p><b>{m}</b>: " + _highlight(r["text"], r["spans"], sc, peak) + "</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return page(report, parts)
 
 
 def _highlight(text: str, spans, scores, peak: float) -> str:
@@ -53,11 +58,16 @@ def render_terminal(report: dict, out) -> None:
                 line.append(w, style=style)
                 line.append(" ")
             out.print(line)
+    print_summary(report, out, lambda f: f"comprehensiveness {f['comprehensiveness']:.3f} "
+                  f"(random {f['comprehensiveness_random']:.3f}), sufficiency {f['sufficiency']:.3f} "
+                  f"(random {f['sufficiency_random']:.3f}), k={f['k']}")
+    for cls, words in (report.get("shortcuts") or {}).items():
+        out.print(f"pushes towards {cls}: " + ", ".join(f"{w['word']} ({w['count']})" for w in words[:8]), markup=False)
+
+
+def print_summary(report: dict, out, describe) -> None:
+    """The report's notes, then one faithfulness line per method (`describe(scores)` says what the scores are)."""
     for w in report.get("warnings") or []:
         out.print(f"note: {w}", markup=False)
     for m, f in (report.get("faithfulness") or {}).items():
-        out.print(f"faithfulness {m}: comprehensiveness {f['comprehensiveness']:.3f} "
-                  f"(random {f['comprehensiveness_random']:.3f}), sufficiency {f['sufficiency']:.3f} "
-                  f"(random {f['sufficiency_random']:.3f}), k={f['k']}", markup=False)
-    for cls, words in (report.get("shortcuts") or {}).items():
-        out.print(f"pushes towards {cls}: " + ", ".join(f"{w['word']} ({w['count']})" for w in words[:8]), markup=False)
+        out.print(f"faithfulness {m}: {describe(f)}", markup=False)
