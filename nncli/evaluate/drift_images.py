@@ -212,25 +212,20 @@ def profile_now(recipe, path: Path) -> tuple[Profile, object]:
 
 def write_evaluate_profile(out, recipe, split, names: list[str], report: dict) -> None:
     """`nncli evaluate --output` on images: a reference profile of the evaluated images, with the first model."""
-    from nncli.evaluate.drift_profile import PROFILE_FILE, save_profile
+    from nncli.evaluate.drift_profile import save_evaluated_profile
     from nncli.io.image_inference import load_image_classifier
-    from nncli.io.inference import release
 
     name = recipe.models[0]
-    clf = None
-    try:
-        clf = load_image_classifier(name, allow_pickle=recipe.allow_pickle, trust_remote_code=recipe.trust_remote_code,
-                                    threads=recipe.threads)
-        profile = build_image_profile(split.paths, names, clf=clf, model_paths=split.paths, model_labels=names,
-                                      source=str(split.source), image_column=recipe.data.image_column,
-                                      label_column=_first(recipe.data.label_column),
-                                      model_ref=str(Path(name).resolve()) if Path(name).exists() else name,
-                                      seed=recipe.seed, model_split="evaluated")
-        save_profile(out.path, profile)
-        report["artifacts"]["profile"] = PROFILE_FILE
-    except InputError:
-        raise
-    except Exception as e:  # the evaluation itself succeeded; say what is missing
-        console.warn(f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]})")
-    finally:
-        release(clf)
+
+    def load():
+        return load_image_classifier(name, allow_pickle=recipe.allow_pickle, trust_remote_code=recipe.trust_remote_code,
+                                     threads=recipe.threads)
+
+    def build(clf):
+        return build_image_profile(split.paths, names, clf=clf, model_paths=split.paths, model_labels=names,
+                                   source=str(split.source), image_column=recipe.data.image_column,
+                                   label_column=_first(recipe.data.label_column),
+                                   model_ref=str(Path(name).resolve()) if Path(name).exists() else name,
+                                   seed=recipe.seed, model_split="evaluated")
+
+    save_evaluated_profile(out, report, load, build)

@@ -167,6 +167,25 @@ def save_profile(directory: Path, profile: Profile) -> None:
     atomic_write_json(Path(directory) / PROFILE_FILE, profile.meta)
 
 
+def save_evaluated_profile(out, report: dict, load_model, build) -> None:
+    """`nncli evaluate --output`'s profile: `build(clf)` with the model `load_model()` returns, saved in `out`. Bad input
+    is an error; any other failure a warning (the evaluation itself succeeded)."""
+    from nncli.core import console
+    from nncli.io.inference import release
+
+    clf = None
+    try:
+        clf = load_model()
+        save_profile(out.path, build(clf))
+        report["artifacts"]["profile"] = PROFILE_FILE
+    except InputError:
+        raise
+    except Exception as e:  # the evaluation itself succeeded; say what is missing
+        console.warn(f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]})")
+    finally:
+        release(clf)
+
+
 def load_profile(ref: str) -> tuple[Profile, Path]:
     p = Path(ref)
     d = p if p.is_dir() else p.parent
