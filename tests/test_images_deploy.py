@@ -1,4 +1,4 @@
-"""The shipped images quickstart (nncli run images-quickstart: finetune -> evaluate -> quantize -> export -> bench on the
+"""The shipped images quickstart (nncli run images-quickstart: finetune -> evaluate -> quantize -> export -> bench -> drift on the
 bundled digits and tiny ResNet) runs, and its artifacts load in onnxruntime and optimum; predict on image folders."""
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def test_the_shipped_digits_match_the_generator(tmp_path):
 
 def test_images_quickstart_runs_every_step(quickstart):
     out, r = quickstart
-    assert [s["status"] for s in r["steps"]] == ["succeeded"] * 5
+    assert [s["name"] for s in r["steps"]] == ["finetune", "evaluate", "quantize", "export", "bench", "drift"]
+    assert [s["status"] for s in r["steps"]] == ["succeeded"] * 6
     ft = json.loads((out / "finetune" / "report.json").read_text())
     test = ft["metrics"]["test"]
     assert ft["task"] == "image-classification" and test["n"] == 360
@@ -56,6 +57,11 @@ def test_images_quickstart_runs_every_step(quickstart):
     assert ex["parity"]["flipped"] == 0 and ex["parity"]["max_abs_diff"] <= 1e-4 and ex["parity"]["samples"] == 144
     bench = json.loads((out / "bench" / "report.json").read_text())
     assert {x["backend"] for x in bench["results"]} == {"torch", "onnx"} and {x["seq_len"] for x in bench["results"]} == {32}
+    drift = json.loads((out / "drift" / "report.json").read_text())          # the held-out test digits: quiet
+    assert drift["drift_detected"] is False and drift["current"]["rows"] == 360
+    assert drift["accuracy"]["actual"] == pytest.approx(test["accuracy"])
+    assert {"brightness", "contrast", "embeddings"} <= {t["feature"] for t in drift["tests"]}
+    assert (out / "drift" / "drift.png").exists() and (out / "drift" / "report.md").exists()
 
 
 def test_the_onnx_export_loads_in_onnxruntime_and_optimum(quickstart):

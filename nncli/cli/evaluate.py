@@ -178,15 +178,18 @@ def drift(
                     help="Optionally a drift recipe, and overrides.", show_default=False)] = None,
     reference: Annotated[str | None, typer.Option("--reference", "-r",
                                                   help="Run directory with profile.json (from finetune or evaluate --output), a "
-                                                       "profile.json, or reference data.")] = None,
+                                                       "profile.json, or reference data (a file or an image folder).")] = None,
     current: Annotated[str | None,
-                       typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id).")] = None,
+                       typer.Option("--current", "-c", help="The new data to check (a file or hub dataset id; for an "
+                                    "image classifier an image folder or a listing).")] = None,
     model: Annotated[str | None,
                      typer.Option("--model", "-m", help="Model for the model-based tests (default: the profile's).")] = None,
     text_column: Annotated[list[str] | None, typer.Option("--text-column", metavar="COLUMN", help="Text column "
                            "(default: the profile's, else text); repeat it when files name it differently.")] = None,
     label_column: Annotated[str | None, typer.Option("--label-column", metavar="COLUMN", help="Label column, used when "
                             "present (default: the profile's, else label).")] = None,
+    image_column: Annotated[str | None, typer.Option("--image-column", metavar="COLUMN", help="Images: a listing's "
+                            "column of image paths (default: the profile's, else image).")] = None,
     alpha: Annotated[float | None, typer.Option(help="False-alarm rate for the whole report (default 0.05).")] = None,
     max_accuracy_drop: Annotated[float | None,
                                  typer.Option(help="Accuracy drop in points that counts as drift (default 5).")] = None,
@@ -206,6 +209,8 @@ def drift(
       nncli drift -r runs/quickstart/finetune -c incoming/today.jsonl --text-column body --json
 
       nncli drift -r train.csv -c today.csv --model runs/quickstart/finetune --alpha 0.01
+
+      nncli drift -r runs/images-quickstart/finetune -c incoming/images/ -o runs/image-drift
     """
     def job():
         from nncli.evaluate import drift as dr
@@ -215,8 +220,8 @@ def drift(
         recipe_name, overrides = split_args(args)
         path = find_recipe(recipe_name) if recipe_name else None
         flags = {"reference": reference, "current": current, "model": model, "text_column": columns(text_column),
-                 "label_column": label_column, "alpha": alpha, "max_accuracy_drop": max_accuracy_drop, "limit": limit,
-                 "output": output}
+                 "label_column": label_column, "image_column": image_column, "alpha": alpha,
+                 "max_accuracy_drop": max_accuracy_drop, "limit": limit, "output": output}
         return dr.run(load_recipe("drift", path, overrides, flags), overwrite=overwrite)
 
     execute(ctx, job, json_out, quiet, debug, _render_drift)

@@ -51,16 +51,12 @@ def run(recipe, *, overwrite: bool = False) -> dict:
         raise InputError(f"reference {recipe.reference} does not exist",
                          "pass a run directory made by nncli finetune, or a profile.json")
     profile, clf = _reference(recipe, ref_path)
-    table, s, texts, labels, pairs = _current(recipe, profile)
-    console.log(f"drift: {len(texts)} current texts from {recipe.current} against the profile of {profile.meta.get('source')}"
-                + (f" with model {clf.name}" if clf else " (no model: text and label tests only)"))
-    result = compare(profile, texts, labels, clf=clf, pairs=pairs, alpha=recipe.alpha, max_accuracy_drop=recipe.max_accuracy_drop,
-                     model_sample=recipe.model_sample, seed=recipe.seed)
+    result, current, warnings = _check(recipe, profile, clf)
     release(clf)
     plot = result.pop("_plot")
     tests = result["tests"]
     drifting = sorted((t for t in tests if t["drift"]), key=severity, reverse=True)
-    report = _report(recipe, ref_path, profile, table, s, texts, labels, result, drifting)
+    report = _report(recipe, ref_path, profile, current, warnings, result, drifting)
     ending = {"status": "failed" if drifting else "succeeded", "exit_code": 5 if drifting else 0}
     if out is not None:
         ref_files = [ref_path / PROFILE_FILE, ref_path / PROFILE_ARRAYS] if ref_path.is_dir() else [ref_path]
@@ -75,13 +71,38 @@ def run(recipe, *, overwrite: bool = False) -> dict:
     return report
 
 
+def _check(recipe, profile: Profile, clf) -> tuple[dict, dict, list[str]]:
+    """The current data read the profile's way (texts or images), every test run: (result, current, warnings)."""
+    from nncli.evaluate import drift_images as di
+
+    what = f" with model {clf.name}" if clf else " (no model: input and label tests only)"
+    if di.is_image_profile(profile):
+        cur = di.read_current(recipe, profile)
+        console.log(f"drift: {len(cur.paths)} current images from {recipe.current} against the profile of "
+                    f"{profile.meta.get('source')}{what}")
+        result = di.compare(profile, cur, clf, recipe)
+        return result, {"path": recipe.current, "rows": len(cur.paths), "rows_read": cur.rows_read, "dropped": cur.dropped,
+                        "has_labels": cur.labels is not None, "kind": "images"}, cur.notes
+    table, s, texts, labels, pairs = _current(recipe, profile)
+    console.log(f"drift: {len(texts)} current texts from {recipe.current} against the profile of {profile.meta.get('source')}"
+                + what)
+    result = compare(profile, texts, labels, clf=clf, pairs=pairs, alpha=recipe.alpha, max_accuracy_drop=recipe.max_accuracy_drop,
+                     model_sample=recipe.model_sample, seed=recipe.seed)
+    return result, {"path": recipe.current, "rows": len(texts), "rows_read": s.rows_read, "dropped": s.dropped,
+                    "has_labels": labels is not None}, list(table.notes)
+
+
 def _reference(recipe, ref_path: Path) -> tuple[Profile, object]:
-    """The reference profile (a run directory's, a profile.json, or made now from a data file) and the model to test with."""
+    """The reference profile (a run directory's, a profile.json, or made now from a data file or an image folder) and
+    the model to test with."""
+    from nncli.evaluate import drift_images as di
     from nncli.io.inference import load_classifier
     from nncli.io.labelled import to_split
     from nncli.io.tables import read_table
 
     clf = None
+    if ref_path.is_dir() and not (ref_path / PROFILE_FILE).exists() and di.is_image_reference(ref_path):
+        return di.profile_now(recipe, ref_path)
     if ref_path.is_file() and ref_path.name != PROFILE_FILE:
         # a data file as the reference: profile it now (with --model for model-based tests)
         if recipe.model:
@@ -97,8 +118,10 @@ def _reference(recipe, ref_path: Path) -> tuple[Profile, object]:
     profile, ref_dir = load_profile(str(ref_path))
     model_ref = recipe.model or _model_of(profile, ref_dir)
     if model_ref and profile.meta.get("model"):
-        # the same truncation as the profile: mean-pooled embeddings and confidences depend on it
-        clf = load_classifier(model_ref, threads=recipe.threads, max_length=profile.meta["model"].get("max_length"))
+        if di.is_image_profile(profile):
+            clf = di.load_model(model_ref, recipe.threads)
+        else:   # the same truncation as the profile: mean-pooled embeddings and confidences depend on it
+            clf = load_classifier(model_ref, threads=recipe.threads, max_length=profile.meta["model"].get("max_length"))
         # the profile's confidences were taken at its temperature: compare like with like even if the model
         # has been calibrated since (calibration.json)
         clf.temperature = float(profile.meta["model"].get("temperature") or 1.0)
@@ -133,16 +156,16 @@ def _current(recipe, profile: Profile):
     return table, s, texts, labels, pairs
 
 
-def _report(recipe, ref_path: Path, profile: Profile, table, s, texts, labels, result: dict, drifting: list[dict]) -> dict:
+def _report(recipe, ref_path: Path, profile: Profile, current: dict, warnings: list[str], result: dict,
+            drifting: list[dict]) -> dict:
     tests = result["tests"]
-    report = base_report("drift", recipe.name)
+    report = base_report("drift", recipe.name, task=profile.meta.get("task"))
     report.update(reference={"path": str(ref_path), "source": profile.meta.get("source"), "rows": profile.meta.get("rows"),
                              "model": (profile.meta.get("model") or {}).get("ref")},
-                  current={"path": recipe.current, "rows": len(texts), "rows_read": s.rows_read, "dropped": s.dropped,
-                           "has_labels": labels is not None},
-                  tests=tests, accuracy=result["accuracy"], alpha=recipe.alpha, alpha_per_test=result["alpha_per_test"],
-                  drift_detected=bool(drifting), top_drifting=[t["feature"] for t in drifting[:5]],
-                  warnings=list(table.notes), environment=environment(recipe.threads))
+                  current=current, tests=tests, accuracy=result["accuracy"], alpha=recipe.alpha,
+                  alpha_per_test=result["alpha_per_test"], drift_detected=bool(drifting),
+                  top_drifting=[t["feature"] for t in drifting[:5]], warnings=list(warnings),
+                  environment=environment(recipe.threads))
     report["gates"] = [{"metric": f"drift:{t['feature']}", "op": "==", "threshold": 0, "value": int(t["drift"]),
                         "passed": not t["drift"]}
                        for t in tests]

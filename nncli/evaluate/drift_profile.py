@@ -67,10 +67,15 @@ def text_features(texts: list[str], tok=None, vocab: set | None = None) -> dict[
 
 
 def model_outputs(clf, texts: list[str], pairs: list[str] | None, batch_size: int = 64) -> dict:
+    logits, emb = clf.run(texts, pairs, batch_size=batch_size, embeddings=True)
+    return outputs_of(logits, emb, clf.temperature)
+
+
+def outputs_of(logits: np.ndarray, emb: np.ndarray | None, temperature: float) -> dict:
+    """What the drift tests read from a classifier's logits (and embeddings, where the backend gives them)."""
     from nncli.io.inference import softmax
 
-    logits, emb = clf.run(texts, pairs, batch_size=batch_size, embeddings=True)
-    probs = softmax(logits / clf.temperature)
+    probs = softmax(logits / temperature)
     k = probs.shape[1]
     ent = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1) / (math.log(k) if k > 1 else 1.0)
     return {"probs": probs, "pred": probs.argmax(1), "confidence": probs.max(1), "entropy": ent, "embeddings": emb}
@@ -111,41 +116,46 @@ def build_profile(texts: list[str], labels: list[str] | None, *, clf=None, model
     arrays["vocab"] = np.array(vocab if vocab else [""], dtype=str)
     meta = {"schema_version": PROFILE_VERSION, "created_at": now(), "source": source, "rows": len(texts),
             "columns": {"text": text_column, "label": label_column, "text_pair": text_pair_column},
-            "features": {k: _summary(v) for k, v in feats.items()}, "labels": value_counts(labels) if labels else None,
+            "features": {k: summary(v) for k, v in feats.items()}, "labels": value_counts(labels) if labels else None,
             "model": None}
     if clf is not None and model_texts:
         mo = model_outputs(clf, model_texts, model_pairs)
-        for k in MODEL_FEATURES:
-            arrays[f"feature_{k}"] = _sample(mo[k], SAMPLE_CAP, rng)
-        names = clf.label_names
-        m = {"ref": model_ref or clf.name, "backend": clf.backend, "label_names": names, "temperature": clf.temperature,
-             "max_length": clf.max_length,
-             "rows": len(model_texts), "predictions": value_counts([names[i] for i in mo["pred"]]),
-             "features": {k: _summary(mo[k]) for k in MODEL_FEATURES}}
-        if model_labels is not None and set(model_labels) <= set(names):
-            y = np.array([names.index(v) if v in names else -1 for v in model_labels])
-            correct = mo["pred"] == y
-            m.update(accuracy=float(correct.mean()), atc_threshold=atc_threshold(mo["confidence"], correct),
-                     average_confidence=float(mo["confidence"].mean()), split=model_split, selected_on=selected_on)
-        if mo["embeddings"] is not None and len(model_texts) >= 10:
-            e = mo["embeddings"].astype(np.float64)
-            keep = rng.permutation(len(e))[:EMBED_CAP]
-            # a seeded random orthogonal projection, not PCA: PCA fitted on these same points would give them more
-            # variance in its subspace than any new point gets, and the MMD test would see that as drift
-            mean = e.mean(0)
-            k = min(PCA_DIMS, e.shape[1])
-            q, _ = np.linalg.qr(np.random.default_rng(seed + 7).normal(size=(e.shape[1], k)))
-            comps = q.T
-            proj = (e - mean) @ comps.T
-            scale = proj.std(0) + 1e-8
-            arrays.update(emb_mean=mean.astype(np.float32), emb_components=comps.astype(np.float32),
-                          emb_scale=scale.astype(np.float32),
-                          emb_reference=(proj[keep] / scale).astype(np.float32))
-            m["embeddings"] = {"dims": int(e.shape[1]), "projected_dims": int(k), "kept": int(len(keep)),
-                               "projection": "seeded random orthogonal",
-                               "pooling": "mean of the last hidden layer over real tokens"}
-        meta["model"] = m
+        meta["model"] = model_profile(clf, mo, model_labels, arrays, rng, seed, model_ref=model_ref, split=model_split,
+                                      selected_on=selected_on, pooling="mean of the last hidden layer over real tokens")
     return Profile(meta, arrays)
+
+
+def model_profile(clf, mo: dict, model_labels: list[str] | None, arrays: dict, rng, seed: int, *, model_ref: str | None,
+                  split: str, selected_on: bool, pooling: str) -> dict:
+    """The model part of a profile (any task): confidences, entropies, predictions, the accuracy and ATC threshold
+    where labels are known, and the projected embeddings (added to `arrays`); returns profile.json's `model`."""
+    for k in MODEL_FEATURES:
+        arrays[f"feature_{k}"] = _sample(mo[k], SAMPLE_CAP, rng)
+    names, n = clf.label_names, len(mo["pred"])
+    m = {"ref": model_ref or clf.name, "backend": clf.backend, "label_names": names, "temperature": clf.temperature,
+         "max_length": clf.max_length, "rows": n, "predictions": value_counts([names[i] for i in mo["pred"]]),
+         "features": {k: summary(mo[k]) for k in MODEL_FEATURES}}
+    if model_labels is not None and set(model_labels) <= set(names):
+        y = np.array([names.index(v) if v in names else -1 for v in model_labels])
+        correct = mo["pred"] == y
+        m.update(accuracy=float(correct.mean()), atc_threshold=atc_threshold(mo["confidence"], correct),
+                 average_confidence=float(mo["confidence"].mean()), split=split, selected_on=selected_on)
+    if mo["embeddings"] is not None and n >= 10:
+        e = mo["embeddings"].astype(np.float64)
+        keep = rng.permutation(len(e))[:EMBED_CAP]
+        # a seeded random orthogonal projection, not PCA: PCA fitted on these same points would give them more
+        # variance in its subspace than any new point gets, and the MMD test would see that as drift
+        mean = e.mean(0)
+        k = min(PCA_DIMS, e.shape[1])
+        q, _ = np.linalg.qr(np.random.default_rng(seed + 7).normal(size=(e.shape[1], k)))
+        comps = q.T
+        proj = (e - mean) @ comps.T
+        scale = proj.std(0) + 1e-8
+        arrays.update(emb_mean=mean.astype(np.float32), emb_components=comps.astype(np.float32),
+                      emb_scale=scale.astype(np.float32), emb_reference=(proj[keep] / scale).astype(np.float32))
+        m["embeddings"] = {"dims": int(e.shape[1]), "projected_dims": int(k), "kept": int(len(keep)),
+                           "projection": "seeded random orthogonal", "pooling": pooling}
+    return m
 
 
 def save_profile(directory: Path, profile: Profile) -> None:
@@ -155,6 +165,25 @@ def save_profile(directory: Path, profile: Profile) -> None:
     np.savez_compressed(buf, **profile.arrays)
     atomic_write_bytes(Path(directory) / PROFILE_ARRAYS, buf.getvalue())
     atomic_write_json(Path(directory) / PROFILE_FILE, profile.meta)
+
+
+def save_evaluated_profile(out, report: dict, load_model, build) -> None:
+    """`nncli evaluate --output`'s profile: `build(clf)` with the model `load_model()` returns, saved in `out`. Bad input
+    is an error; any other failure a warning (the evaluation itself succeeded)."""
+    from nncli.core import console
+    from nncli.io.inference import release
+
+    clf = None
+    try:
+        clf = load_model()
+        save_profile(out.path, build(clf))
+        report["artifacts"]["profile"] = PROFILE_FILE
+    except InputError:
+        raise
+    except Exception as e:  # the evaluation itself succeeded; say what is missing
+        console.warn(f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]})")
+    finally:
+        release(clf)
 
 
 def load_profile(ref: str) -> tuple[Profile, Path]:
@@ -182,7 +211,7 @@ def load_profile(ref: str) -> tuple[Profile, Path]:
     return Profile(meta, arrays), d
 
 
-def _summary(v: np.ndarray) -> dict:
+def summary(v: np.ndarray) -> dict:
     v = np.asarray(v, dtype=float)
     if not len(v):
         return {}

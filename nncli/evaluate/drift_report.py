@@ -20,7 +20,11 @@ FEATURE_LABELS = {
     "digit_rate": "digits (share of characters)", "upper_rate": "upper-case letters (share of characters)",
     "punct_rate": "punctuation (share of characters)", "confidence": "model confidence (top-class probability)",
     "entropy": "prediction entropy (normalised, 0-1)",
+    "width": "image width (pixels)", "height": "image height (pixels)", "aspect": "aspect ratio (width / height)",
+    "brightness": "brightness (mean luma, 0-1)", "contrast": "contrast (luma standard deviation, 0-1)",
+    "colourfulness": "colourfulness (Hasler-Süsstrunk)", "saturation": "saturation (mean HSV, 0-1)",
 }
+NUMERIC_KINDS = ("text", "image", "model")
 
 
 def _p(t: dict) -> str:
@@ -60,6 +64,10 @@ def markdown(report: dict, severity) -> str:
     if a:
         lines += ["", f"Accuracy: reference {a.get('reference', float('nan')):.4f}, estimated without labels "
                       f"{a.get('estimated', float('nan')):.4f}" + (f", actual {a['actual']:.4f}" if "actual" in a else "")]
+    notes = list(dict.fromkeys([*(report.get("warnings") or []),
+                                *(f"{t['feature']}: {t['note']}" for t in report["tests"] if t.get("note"))]))
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {w}" for w in notes]
     if report.get("artifacts", {}).get("plot"):
         lines += ["", f"![drift]({report['artifacts']['plot']})"]
     return "\n".join(lines) + "\n"
@@ -72,7 +80,7 @@ def figure(plot: dict, tests: list[dict], severity):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    numeric = [t for t in tests if t["kind"] in ("text", "model") and plot["ref"].get(t["feature"]) is not None
+    numeric = [t for t in tests if t["kind"] in NUMERIC_KINDS and plot["ref"].get(t["feature"]) is not None
                and t["feature"] in plot["cur"]]
     numeric = sorted(numeric, key=severity, reverse=True)[:8]
     if not numeric:

@@ -30,30 +30,39 @@ from nncli.evaluate.drift_stats import (
 
 def compare(profile: Profile, texts: list[str], labels: list[str] | None, *, clf=None, pairs: list[str] | None = None,
             alpha: float = 0.05, max_accuracy_drop: float = 5.0, model_sample: int = 5000, seed: int = 0) -> dict:
+    """Texts against a text profile: their statistics, and the model's outputs on a seeded sample of them."""
     rng = np.random.default_rng(seed)
     vocab = set(profile.arrays["vocab"].tolist()) if "vocab" in profile.arrays else None
     tok = clf.tokenizer if clf is not None else None
     cur = text_features(texts, tok, vocab)
+    idx = np.sort(rng.permutation(len(texts))[:model_sample])
+    mo = None
+    if clf is not None and profile.meta.get("model"):
+        mo = model_outputs(clf, [texts[i] for i in idx], [pairs[i] for i in idx] if pairs is not None else None)
+    return compare_features(profile, cur, TEXT_FEATURES, "text", labels, mo, idx, clf.label_names if clf else [], rng,
+                            alpha=alpha, max_accuracy_drop=max_accuracy_drop, seed=seed)
+
+
+def compare_features(profile: Profile, cur: dict[str, np.ndarray], features: tuple[str, ...], kind: str,
+                     labels: list[str] | None, mo: dict | None, idx: np.ndarray, names: list[str], rng, *,
+                     alpha: float, max_accuracy_drop: float, seed: int) -> dict:
+    """Every test, for any task: `cur` holds the current data's input features (text statistics, image statistics),
+    `mo` the model's outputs on the current rows `idx` (None without a model), `labels` the current labels if any."""
     raw: list[dict] = []
-    for name in TEXT_FEATURES:
+    for name in features:
         ref = profile.feature(name)
         if ref is None or name not in cur:
             continue
-        raw.append(numeric_test(name, "text", ref, cur[name]))
+        raw.append(numeric_test(name, kind, ref, cur[name]))
     meta_model = profile.meta.get("model")
     if labels is not None and profile.meta.get("labels"):
         raw.append({"test": "chi2", "feature": "label", "kind": "label", "ref": profile.meta["labels"],
                     "cur": value_counts(labels)})
-    mo = None
-    idx = np.sort(rng.permutation(len(texts))[:model_sample])
-    if clf is not None and meta_model:
-        sub = [texts[i] for i in idx]
-        mo = model_outputs(clf, sub, [pairs[i] for i in idx] if pairs is not None else None)
+    if mo is not None:
         for name in MODEL_FEATURES:
             ref = profile.feature(name)
             if ref is not None:
                 raw.append(numeric_test(name, "model", ref, mo[name]))
-        names = clf.label_names
         raw.append({"test": "chi2", "feature": "predicted_class", "kind": "model", "ref": meta_model["predictions"],
                     "cur": value_counts([names[i] for i in mo["pred"]])})
         if mo["embeddings"] is not None and "emb_reference" in profile.arrays:
@@ -68,9 +77,9 @@ def compare(profile: Profile, texts: list[str], labels: list[str] | None, *, clf
     tests = [finish_test(t, alpha_adj, seed) for t in raw]
 
     accuracy: dict = {}
-    if mo is not None and meta_model and meta_model.get("accuracy") is not None:
-        tests += accuracy_tests(meta_model, mo, labels, idx, clf.label_names, max_accuracy_drop, alpha_adj, accuracy)
-    plot_data = {"ref": {t["feature"]: profile.feature(t["feature"]) for t in tests if t["kind"] in ("text", "model")},
+    if mo is not None and meta_model.get("accuracy") is not None:
+        tests += accuracy_tests(meta_model, mo, labels, idx, names, max_accuracy_drop, alpha_adj, accuracy)
+    plot_data = {"ref": {t["feature"]: profile.feature(t["feature"]) for t in tests if t["kind"] in (kind, "model")},
                  "cur": {**cur, **({k: mo[k] for k in MODEL_FEATURES} if mo is not None else {})}}
     return {"tests": tests, "alpha": alpha, "alpha_per_test": alpha_adj, "accuracy": accuracy, "_plot": plot_data}
 

@@ -135,27 +135,23 @@ def _evaluate_all(recipe: EvaluateRecipe, task: str, split, names: list, table, 
 def _write_profile(out: RunDir, recipe: EvaluateRecipe, split, names: list, report: dict) -> None:
     """Reference profile for `nncli drift` on the evaluated data, with the first model."""
     from nncli.evaluate import drift_profile as drift
-    from nncli.io.inference import load_classifier, release
+    from nncli.io.inference import load_classifier
 
     name = recipe.models[0]
     ref = str(Path(name).resolve()) if Path(name).exists() else name
-    clf = None
-    try:
-        clf = load_classifier(name, trust_remote_code=recipe.trust_remote_code, allow_pickle=recipe.allow_pickle,
-                              threads=recipe.threads, max_length=recipe.data.max_length)
-        labels = names if all(n is not None for n in names) else None
-        profile = drift.build_profile(split.texts, labels, clf=clf, model_texts=split.texts, model_pairs=split.pairs,
-                                      model_labels=labels, source=str(split.source), text_column=split.columns.get("text"),
-                                      label_column=split.columns.get("label"), text_pair_column=split.columns.get("text_pair"),
-                                      model_ref=ref, seed=recipe.seed)
-        drift.save_profile(out.path, profile)
-        report["artifacts"]["profile"] = drift.PROFILE_FILE
-    except InputError:
-        raise
-    except Exception as e:  # the evaluation itself succeeded; say what is missing
-        console.warn(f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]})")
-    finally:
-        release(clf)
+    labels = names if all(n is not None for n in names) else None
+
+    def load():
+        return load_classifier(name, trust_remote_code=recipe.trust_remote_code, allow_pickle=recipe.allow_pickle,
+                               threads=recipe.threads, max_length=recipe.data.max_length)
+
+    def build(clf):
+        return drift.build_profile(split.texts, labels, clf=clf, model_texts=split.texts, model_pairs=split.pairs,
+                                   model_labels=labels, source=str(split.source), text_column=split.columns.get("text"),
+                                   label_column=split.columns.get("label"), text_pair_column=split.columns.get("text_pair"),
+                                   model_ref=ref, seed=recipe.seed)
+
+    drift.save_evaluated_profile(out, report, load, build)
 
 
 def _evaluate_classifier(name: str, split, names: list, recipe: EvaluateRecipe, out: RunDir | None, index: int) -> dict:

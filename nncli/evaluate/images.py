@@ -49,6 +49,10 @@ def run(recipe, *, overwrite: bool = False) -> dict:
         if out:
             out.write_text("recipe.yaml", dump(recipe))
         results = [_evaluate_model(name, split, names, recipe, out, i) for i, name in enumerate(recipe.models)]
+        if out and recipe.profile:
+            from nncli.evaluate.drift_images import write_evaluate_profile
+
+            write_evaluate_profile(out, recipe, split, names, report)
         return _finish(report, results, gates, out, timer)
 
 

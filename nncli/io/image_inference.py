@@ -56,6 +56,34 @@ class ImageClassifier:
         parts = [self.logits_of_pixels(self.pixels(paths[i:i + batch_size])) for i in range(0, len(paths), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.label_names)))
 
+    def run(self, paths: list[str], batch_size: int = 64, embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and, when asked and the backend can (PyTorch), the pooled embedding the classifier head reads (the
+        backbone's pooled output; a vision transformer's [CLS] state), (n, dims) in input order. An ONNX export's
+        graph ends in logits: its embeddings are None."""
+        head = self.head() if embeddings else None
+        if head is None:
+            return self.logits(paths, batch_size), None
+        seen: list[np.ndarray] = []
+
+        def keep(_module, args):
+            seen.append(args[0].detach().reshape(len(args[0]), -1).float().numpy())
+
+        hook = head.register_forward_pre_hook(keep)
+        try:
+            logits = self.logits(paths, batch_size)
+        finally:
+            hook.remove()
+        return logits, (np.concatenate(seen).astype(np.float32) if seen else None)
+
+    def head(self):
+        """The classifier head module (torch only; None for an ONNX export)."""
+        if self.backend != "torch":
+            return None
+        from nncli.io.models import head_modules
+
+        names = [n for n in head_modules(self.model) if "." not in n]
+        return getattr(self.model, names[0], None) if names else None
+
 
 def is_image_model(name: str) -> bool:
     """A model directory (or run) whose config is an image classifier."""

@@ -76,14 +76,18 @@ class DriftRecipe(Strict):
     name: str | None = None
     reference: str | None = Field(None, description="run directory (or evaluate output) holding profile.json, a profile.json, "
                                                     "or a reference data file")
-    current: str | None = Field(None, description="the new data to check: a file or hub dataset id")
+    current: str | None = Field(None, description="the new data to check: a file or hub dataset id; for an image "
+                                                  "classifier an image folder or a CSV/JSONL listing of image paths")
     model: str | None = Field(None, description="model for the model-based tests; default: the one the profile was built with")
     text_column: Union[str, list[str], None] = Field(None, description="default: the profile's text column, else 'text'")
+    image_column: str | None = Field(None, description="images: a listing's column of image paths (default: the profile's, "
+                                                       "else 'image')")
     label_column: Union[str, list[str], None] = Field(None, description="used when present in the current data "
                                                                         "(default: the profile's label column)")
     alpha: float = Field(0.05, gt=0, lt=1, description="false-alarm rate for the whole report (Bonferroni over the tests)")
     max_accuracy_drop: float = Field(5.0, ge=0, description="accuracy drop (points, estimated or actual) that counts as drift")
-    model_sample: int = Field(5000, ge=20, description="run the model on at most this many current texts (seeded sample)")
+    model_sample: int = Field(5000, ge=20, description="run the model on at most this many current texts or images "
+                                                       "(seeded sample)")
     limit: int | None = Field(None, ge=20, description="use at most this many current rows (seeded sample)")
     output: str | None = Field(None, description="directory for report.json, report.md and drift.png")
     threads: int | None = Field(None, ge=1)

@@ -112,12 +112,17 @@ def write_profile(out, recipe, pf, merged, tok, report) -> None:
         drift.save_profile(out.path, profile)
         report["artifacts"]["profile"] = drift.PROFILE_FILE
     except Exception as e:  # a missing profile must not lose a finished model; say so
-        if isinstance(e, OSError) and e.errno == 28:
-            raise
-        msg = (f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]}); "
-               "nncli drift will need --reference DATA")
-        console.warn(msg)
-        report["warnings"].append(msg)
+        profile_not_written(e, report)
+
+
+def profile_not_written(e: Exception, report) -> None:
+    """A profile that could not be written is a warning (the finished model is kept); a full disk is not."""
+    if isinstance(e, OSError) and e.errno == 28:
+        raise e
+    msg = (f"could not write the drift reference profile ({type(e).__name__}: {str(e)[:160]}); "
+           "nncli drift will need --reference DATA")
+    console.warn(msg)
+    report["warnings"].append(msg)
 
 
 def plot_curves(out, history: list[dict], report) -> None:

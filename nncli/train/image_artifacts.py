@@ -5,6 +5,7 @@ with the classifier's config and the image processor beside it), training curves
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from nncli.core import console
 from nncli.core.atomic import atomic_dir
@@ -39,11 +40,38 @@ def save_image_classifier(run, pf, recipe, out, report) -> None:
         merged.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
     arts["merged"] = "merged"
+    write_profile(out, recipe, pf, merged, report)
     checkpoint.remove(out)
     plot_curves(out, run.state.history, report)
     primary = "test" if "test" in report["metrics"] else "validation"
     plot_confusion(out / "confusion.png", report["metrics"][primary]["confusion"], pf.data.label_names, primary)
     arts.update(curves="curves.png", confusion="confusion.png", metrics="metrics.jsonl", recipe="recipe.yaml")
+
+
+def write_profile(out, recipe, pf, merged, report) -> None:
+    """Reference profile for `nncli drift`: image statistics on train + validation, the model's outputs on validation
+    (held out from training; it chose the checkpoint, so its accuracy is marked optimistic). The test split stays out
+    of the profile, so drift on it is an independent check."""
+    from nncli.evaluate import drift_images, drift_profile
+    from nncli.io.image_inference import ImageClassifier
+    from nncli.train.artifacts import profile_not_written
+
+    data, names = pf.data, list(pf.data.label_names)
+    try:
+        merged.eval()
+        clf = ImageClassifier(str(out / "merged"), str(out / "merged"), "torch", names, pf.processor, merged)
+        val = data.validation
+        listing = None if Path(str(recipe.data.train)).is_dir() else recipe.data.train
+        profile = drift_images.build_image_profile(
+            data.train.paths + val.paths, [names[i] for i in data.train.labels + val.labels], clf=clf,
+            model_paths=val.paths, model_labels=[names[i] for i in val.labels], source=f"{recipe.data.train} (+ validation)",
+            image_column=None if listing is None else recipe.data.image_column,
+            label_column=None if listing is None else recipe.data.label_column, model_ref="merged",
+            seed=recipe.train.seed, model_split="validation", selected_on=True)
+        drift_profile.save_profile(out.path, profile)
+        report["artifacts"]["profile"] = drift_profile.PROFILE_FILE
+    except Exception as e:  # a missing profile must not lose a finished model; say so
+        profile_not_written(e, report)
 
 
 def plot_confusion(path, matrix, labels: list[str], split: str) -> None:
