@@ -29,7 +29,7 @@ def image_robustness(clf, split, y, recipe: EvaluateRecipe) -> dict:
             perturbed[k].append(_predict(clf, image_perturb.apply(k, images, seed, start)))
     clean_pred, yy = np.concatenate(clean), np.asarray(y)[idx]
     per = {k: R.score(clean_pred, np.concatenate(v), yy) for k, v in perturbed.items()}
-    return R.summary(idx, clean_pred, yy, recipe, per)
+    return R.summary(idx, len(split), clean_pred, yy, recipe, per)
 
 
 def _predict(clf, images: list) -> np.ndarray:

@@ -25,8 +25,10 @@ def perturbations_for(recipe: EvaluateRecipe, kind: str) -> list[str]:
                          "robustness off with --no-robustness")
     wrong = [p for p in chosen if p not in known]
     if wrong:
-        raise UsageError(f"robustness.perturbations: {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not a {kind} "
-                         f"perturbation", f"use some of {', '.join(known)} (or leave the key out for all of them)")
+        article = "an" if kind == "image" else "a"
+        raise UsageError(f"robustness.perturbations: {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not "
+                         f"{article} {kind} perturbation",
+                         f"use some of {', '.join(known)} (or leave the key out for all of them)")
     return list(chosen)
 
 
@@ -48,9 +50,11 @@ def score(clean, perturbed, y) -> dict:
             "flip_rate_ci95": proportion_ci(flips, n), "accuracy_drop": float((clean == y).mean()) - right / n}
 
 
-def summary(idx: np.ndarray, clean, y, recipe: EvaluateRecipe, per: dict[str, dict]) -> dict:
-    """The robustness section of a report: the sample, the clean accuracy on it, each perturbation, the mean and worst."""
-    return {"samples": int(len(idx)), "seed": recipe.robustness.seed, "sample_cap": recipe.robustness.samples,
+def summary(idx: np.ndarray, n_rows: int, clean, y, recipe: EvaluateRecipe, per: dict[str, dict]) -> dict:
+    """The robustness section of a report: the sample (`samples` of `rows`, at most `sample_cap`: robustness.samples),
+    the clean accuracy on it, each perturbation, the mean and the worst."""
+    return {"samples": int(len(idx)), "rows": int(n_rows), "sample_cap": recipe.robustness.samples,
+            "seed": recipe.robustness.seed,
             "clean_accuracy": float((np.asarray(clean) == np.asarray(y)).mean()), "perturbations": per,
             "mean_flip_rate": float(np.mean([v["flip_rate"] for v in per.values()])),
             "worst": max(per.items(), key=lambda kv: kv[1]["flip_rate"])[0]}
@@ -70,7 +74,7 @@ def robustness(clf, split, y, recipe: EvaluateRecipe, temperature: float) -> dic
         changed = perturb.apply(name, texts, recipe.robustness.seed)
         p = softmax(clf.logits(changed, pairs, recipe.batch_size) / temperature).argmax(1)
         per[name] = {**score(clean, p, yy), "texts_changed": float(np.mean([a != b for a, b in zip(texts, changed)]))}
-    return summary(idx, clean, yy, recipe, per)
+    return summary(idx, len(split), clean, yy, recipe, per)
 
 
 def robustness_metric_names(recipe: EvaluateRecipe, kind: str = "text") -> list[str]:
