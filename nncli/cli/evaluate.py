@@ -23,14 +23,16 @@ def evaluate(
     text_column: TextColOpt = None,
     text_pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
-    slice_column: Annotated[str | None, typer.Option(help="Report every metric per value of this column.")] = None,
+    slice_column: Annotated[str | None, typer.Option(help="Report every metric per value of this column "
+                                                          "(images: a column of the CSV/JSONL listing).")] = None,
     validation: Annotated[str | None,
                           typer.Option(help="Data to fit the calibration temperature on "
                                             "(default: the run's validation split).")] = None,
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit temperature scaling and store it with the model.",
                                             metavar="")] = False,
     bins: Annotated[int | None, typer.Option(help="Calibration bins, equal width (default 15).")] = None,
-    robustness: Annotated[bool | None, typer.Option("--robustness/--no-robustness", help="Run the perturbation suite.",
+    robustness: Annotated[bool | None, typer.Option("--robustness/--no-robustness",
+                                                    help="Run the perturbation suite (text or image perturbations).",
                                                     metavar="")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.")] = None,
     output: Annotated[str | None,

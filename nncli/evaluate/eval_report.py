@@ -143,10 +143,13 @@ def _model_section(r: dict) -> list[str]:
         lines += ["", f"Temperature {c['decision']['status']}: {c['decision']['reason']}."]
     if r.get("robustness"):
         rb = r["robustness"]
-        lines += ["", f"Robustness on {rb['samples']} texts (seed {rb['seed']}, clean accuracy {rb['clean_accuracy']:.3f}):",
-                  "", "| perturbation | accuracy | drop | flip rate |", "|---|---|---|---|"]
+        lines += ["", f"Robustness on {rb['samples']} of {rb['rows']} texts (seed {rb['seed']}, "
+                      f"clean accuracy {rb['clean_accuracy']:.3f}):",
+                  "", "| perturbation | accuracy (95% CI) | drop | flip rate (95% CI) |", "|---|---|---|---|"]
         for k, v in rb["perturbations"].items():
-            lines.append(f"| {k} | {v['accuracy']:.3f} | {v['accuracy_drop']:+.3f} | {v['flip_rate']:.3f} |")
+            acc, flip = v["accuracy_ci95"], v["flip_rate_ci95"]
+            lines.append(f"| {k} | {v['accuracy']:.3f} [{acc[0]:.3f}, {acc[1]:.3f}] | {v['accuracy_drop']:+.3f} | "
+                         f"{v['flip_rate']:.3f} [{flip[0]:.3f}, {flip[1]:.3f}] |")
     if r.get("slices"):
         lines += ["", "Slices, worst first (small slices flagged and listed last):", "",
                   "| slice | rows | accuracy (95% CI) | macro-F1 | ECE | |", "|---|---|---|---|---|---|"]

@@ -23,8 +23,8 @@ from nncli.evaluate.eval_report import fmt, markdown, plot_confusion, plot_relia
 from nncli.evaluate.perplexity import evaluate_lm
 from nncli.evaluate.robustness import robustness, robustness_metric_names, robustness_metrics
 from nncli.evaluate.slices import check_slice_column, slice_metrics, slices
-from nncli.evaluate.temperature import calibrate
-from nncli.io.models import detect_task, run_dir_for
+from nncli.evaluate.temperature import calibrate, check_calibration_source
+from nncli.io.models import detect_task
 from nncli.recipe.evaluate import EvaluateRecipe
 from nncli.recipe.load import dump
 
@@ -48,11 +48,7 @@ def run(recipe: EvaluateRecipe, *, overwrite: bool = False) -> dict:
         return images.run(recipe, overwrite=overwrite)
     known = LM_METRICS if task == "causal-lm" else CLASSIFICATION_METRICS + robustness_metric_names(recipe)
     check_gate_metrics([g for g in gates if not g["metric"].startswith("slice.")], known)
-    if recipe.calibration.fit and not recipe.data.validation:
-        missing = [m for m in recipe.models if run_dir_for(m) is None]
-        if missing:
-            raise InputError(f"--calibrate needs validation data, and {missing[0]} is not part of a finetune run directory",
-                             "pass --validation FILE (held-out data, never the evaluation data itself)")
+    check_calibration_source(recipe)
     from nncli.io.inference import check_model
     from nncli.io.labelled import read_texts
 

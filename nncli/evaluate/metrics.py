@@ -171,3 +171,9 @@ def paired_drop(y, ref_pred, new_pred, level: float = 0.95) -> dict:
     return {"n": n, "drop": (b - w) / n if n else 0.0, "lower": (2 * lo_t - 1) * m / n if n else 0.0,
             "upper": (2 * hi_t - 1) * m / n if n else 0.0, "reference_only_right": b, "new_only_right": w,
             "mcnemar_p": float(binomtest(b, m, 0.5, alternative="greater").pvalue) if m else 1.0}
+
+
+def proportion_ci(k: int, n: int, level: float = 0.95) -> list[float]:
+    """Two-sided exact (Clopper-Pearson) interval of a rate k/n at `level`: the one-sided bounds at (1 + level) / 2."""
+    lo, hi = rate_bounds(k, n, (1 + level) / 2)
+    return [lo, hi]

@@ -35,7 +35,8 @@ def check_slice_column(split, col: str) -> None:
 
         cols = list(split.extra)
         close = difflib.get_close_matches(col, cols, n=1)
-        raise UsageError(f"data.slice_column: column '{col}' not found (columns: {', '.join(cols) or 'none besides the text'})",
+        listed = ", ".join(cols) or "none besides the inputs and labels"
+        raise UsageError(f"data.slice_column: column '{col}' not found (columns: {listed})",
                          f"did you mean '{close[0]}'?" if close else "pass an existing column with --slice-column")
 
 

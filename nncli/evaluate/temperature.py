@@ -17,16 +17,35 @@ from nncli.recipe.evaluate import EvaluateRecipe
 
 
 def calibrate(name: str, clf, split, logits, y, recipe: EvaluateRecipe, res: dict, calib: dict) -> float:
-    """Fit the temperature on validation data (nncli.evaluate.calibration's rule), check it on the evaluation data, store it."""
+    """Fit the temperature on validation texts (nncli.evaluate.calibration's rule), check it on the evaluation data, store it."""
+    val_texts, val_pairs, val_y, source = _validation_for(name, recipe, clf)
+    overlap = len(set(val_texts) & set(split.texts)) / max(1, len(set(split.texts)))
+    return fit_and_store(name, clf, clf.logits(val_texts, val_pairs, recipe.batch_size), val_y, source, (overlap, "texts"),
+                         logits, y, recipe, res, calib)
+
+
+def check_calibration_source(recipe: EvaluateRecipe) -> None:
+    """--calibrate without --validation needs every model to be part of a training run (its validation split): checked
+    before anything is read or written."""
+    if recipe.calibration.fit and not recipe.data.validation:
+        missing = [m for m in recipe.models if run_dir_for(m) is None]
+        if missing:
+            raise InputError(f"--calibrate needs validation data, and {missing[0]} is not part of a finetune run directory",
+                             "pass --validation FILE (held-out data, never the evaluation data itself)")
+
+
+def fit_and_store(name: str, clf, val_logits, val_y, source: str, overlap: tuple[float, str], logits, y,
+                  recipe: EvaluateRecipe, res: dict, calib: dict) -> float:
+    """The temperature fitted on validation logits (texts or images), ECE on the evaluation logits before and after,
+    warnings when the validation data overlaps the evaluation data (share, unit) or the fit makes ECE worse; stored with
+    the model."""
     from nncli.evaluate import calibration
     from nncli.io.inference import model_dir_of, softmax
 
-    val_texts, val_pairs, val_y, source = _validation_for(name, recipe, clf)
-    overlap = len(set(val_texts) & set(split.texts)) / max(1, len(set(split.texts)))
-    if overlap > 0.5:
-        res["warnings"].append(f"{name}: the calibration data overlaps the evaluation data ({overlap:.0%} of texts); "
+    if overlap[0] > 0.5:
+        res["warnings"].append(f"{name}: the calibration data overlaps the evaluation data ({overlap[0]:.0%} of {overlap[1]}); "
                                "ECE after calibration is optimistic. Evaluate on held-out data")
-    decision = calibration.fit(clf.logits(val_texts, val_pairs, recipe.batch_size), val_y, seed=recipe.seed)
+    decision = calibration.fit(val_logits, val_y, seed=recipe.seed)
     new_t, bins = decision.temperature, recipe.calibration.bins
     before = M.ece(y, softmax(logits / clf.temperature), bins)[0]
     uncalibrated = M.ece(y, softmax(logits), bins)[0]

@@ -24,7 +24,11 @@ class ImageClassifier:
     def pixels(self, paths: list[str]):
         from nncli.io.image_checks import load_rgb
 
-        return self.processor(images=[load_rgb(p) for p in paths], return_tensors="np")["pixel_values"].astype(np.float32)
+        return self.pixels_of([load_rgb(p) for p in paths])
+
+    def pixels_of(self, images: list):
+        """The processor's pixel values of decoded RGB images (PIL)."""
+        return self.processor(images=images, return_tensors="np")["pixel_values"].astype(np.float32)
 
     def logits_of_pixels(self, pv: np.ndarray) -> np.ndarray:
         if self.backend == "onnx":

@@ -28,13 +28,15 @@ class ImageSplit:
     rows: list[int] = field(default_factory=list)      # 1-based data row of a CSV/JSONL, or the file's position in a folder
     rows_read: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, list] = field(default_factory=dict)  # a listing's other columns (metadata), one value per image
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def subset(self, idx: list[int], name: str | None = None) -> ImageSplit:
         return ImageSplit(name or self.name, self.source, [self.paths[i] for i in idx], [self.labels[i] for i in idx],
-                          [self.rows[i] for i in idx] if self.rows else [], self.rows_read, dict(self.dropped))
+                          [self.rows[i] for i in idx] if self.rows else [], self.rows_read, dict(self.dropped),
+                          {k: [v[i] for i in idx] for k, v in self.extra.items()})
 
 
 @dataclass
@@ -141,9 +143,10 @@ def read_folder(root: Path, role: str) -> tuple[list[str], list[str], list[str],
     return paths, names, not_images, notes
 
 
-def read_listing(source: str, image_column: str, label_column: str, role: str):
+def read_listing(source: str, image_column: str, label_column: str, role: str, extra: dict | None = None):
     """(paths, label names or None, 1-based rows, dropped counts, missing files) of a CSV/JSONL listing image paths
-    (relative to the listing's folder) and labels."""
+    (relative to the listing's folder) and labels; with `extra` (a dict), the listing's other columns are put in it,
+    one value per kept image."""
     from nncli.io.labelled import check_column, normalise_label
     from nncli.io.tables import read_table
 
@@ -171,6 +174,8 @@ def read_listing(source: str, image_column: str, label_column: str, role: str):
         paths.append(str(p))
         names.append(name)
         rows.append(i + 1)
+    if extra is not None:
+        extra.update({c: [v[r - 1] for r in rows] for c, v in table.columns.items() if c not in (image_column, label_column)})
     return paths, names, rows, {k: v for k, v in dropped.items() if v}, missing, table.n_rows
 
 
@@ -230,13 +235,23 @@ def read_labelled(source: str, image_column: str = "image", label_column: str | 
     from nncli.io.image_checks import check_files, raise_problems
 
     notes, problems = [], []
-    spec = SimpleNamespace(image_column=image_column, label_column=label_column)
+    spec = SimpleNamespace(image_column=image_column, label_column=label_column, extra={})
     paths, names, rows, dropped, src, n = _read_source(role, source, spec, notes, problems)
     check_files(paths, problems)
     raise_problems(problems)
     if not paths:
         raise InputError(f"{role} data {source} has no usable images ({n} rows read)", "check data.image_column")
-    return ImageSplit(role, src, paths, [], rows, n, dropped), names, notes
+    return ImageSplit(role, src, paths, [], rows, n, dropped, spec.extra), names, notes
+
+
+def read_with_labels(source: str, image_column: str = "image", label_column: str | None = "label",
+                     role: str = "evaluation") -> tuple[ImageSplit, list[str], list[str]]:
+    """read_labelled for images that must all have labels (evaluation, calibration): unlabelled ones are an InputError."""
+    split, names, notes = read_labelled(source, image_column, label_column, role)
+    if any(n is None for n in names):
+        raise InputError(f"{role} images in {source} have no labels", "lay them out as <folder>/<label>/<image>, "
+                         "or pass a listing with a label column (data.label_column)")
+    return split, names, notes
 
 
 def _read_source(split: str, source: str, data, notes: list[str], problems: list[str]):
@@ -249,7 +264,8 @@ def _read_source(split: str, source: str, data, notes: list[str], problems: list
     if not p.exists():
         raise InputError(f"{split} data not found: {source}", "pass an image folder (root/<label>/*.png) or a CSV/JSONL "
                          "with an image-path column and a label column")
-    paths, names, rows, dropped, missing, n = read_listing(source, data.image_column, data.label_column, split)
+    paths, names, rows, dropped, missing, n = read_listing(source, data.image_column, data.label_column, split,
+                                                           getattr(data, "extra", None))
     problems.extend(missing)
     if dropped:
         notes.append(f"{split}: {n} rows read, {len(paths)} kept; dropped " +

@@ -35,11 +35,13 @@ class CalibrationSpec(Strict):
 
 class RobustnessSpec(Strict):
     enabled: bool = True
-    samples: int = Field(500, ge=10, description="perturb at most this many texts (a seeded sample)")
+    samples: int = Field(500, ge=10, description="perturb at most this many texts or images (a seeded sample)")
     perturbations: list[Literal["typo_swap", "typo_drop", "typo_insert", "lowercase", "uppercase", "punctuation",
-                                "whitespace", "truncate"]] = Field(
-        default_factory=lambda: ["typo_swap", "typo_drop", "typo_insert", "lowercase", "uppercase", "punctuation",
-                                 "whitespace", "truncate"])
+                                "whitespace", "truncate", "gaussian_noise", "gaussian_blur", "brightness", "contrast",
+                                "jpeg", "rotation"]] | None = Field(
+        None, description="default: all of the model's kind (texts: typo_swap, typo_drop, typo_insert, lowercase, "
+                          "uppercase, punctuation, whitespace, truncate; images: gaussian_noise, gaussian_blur, "
+                          "brightness, contrast, jpeg, rotation)")
     seed: int = 0
 
 
