@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import GateFailed, InputError
+from nncli.core.errors import GateFailed
 from nncli.core.report import Timer, base_report, check_gate_metrics, environment, evaluate_gates, now, peak_memory_mb
 from nncli.core.rundir import RunDir, recording
 from nncli.evaluate import metrics as M
