@@ -162,3 +162,15 @@ def _model_section(r: dict) -> list[str]:
         if r.get("artifacts", {}).get(key):
             lines += ["", f"![{key}]({r['artifacts'][key]})"]
     return lines
+
+
+def raise_if_failed(failed: list[dict], out, report: dict) -> None:
+    """GateFailed (exit 5) naming every failed gate and its model, for text and image evaluations alike."""
+    from nncli.core.errors import GateFailed
+
+    if not failed:
+        return
+    listing = ", ".join(f"{g['metric']} {fmt(g['value'])} {g['op']} {g['threshold']} ({Path(g['model']).name})" for g in failed)
+    raise GateFailed(f"{len(failed)} gate(s) failed: {listing}", f"see {out.path}/report.json" if out else
+                     "rerun with --output DIR for the full report", report=report)
+

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import GateFailed
 from nncli.core.report import Timer, base_report, check_gate_metrics, environment, evaluate_gates, now, peak_memory_mb
 from nncli.core.rundir import RunDir, recording
 from nncli.evaluate import metrics as M
-from nncli.evaluate.eval_report import fmt, markdown, plot_confusion, plot_reliability, slug, write_predictions
+from nncli.evaluate.eval_report import markdown, plot_confusion, plot_reliability, raise_if_failed, slug, write_predictions
 from nncli.evaluate.perplexity import evaluate_lm
 from nncli.evaluate.robustness import robustness, robustness_metric_names, robustness_metrics
 from nncli.evaluate.slices import check_slice_column, slice_metrics, slices
@@ -120,11 +119,7 @@ def _evaluate_all(recipe: EvaluateRecipe, task: str, split, names: list, table, 
         out.write_text("report.md", markdown(report))
         out.write_json("report.json", report)
         out.complete()
-    if failed:
-        listing = ", ".join(f"{g['metric']} {fmt(g['value'])} {g['op']} {g['threshold']} ({Path(g['model']).name})"
-                            for g in failed)
-        raise GateFailed(f"{len(failed)} gate(s) failed: {listing}", f"see {out.path}/report.json" if out else
-                         "rerun with --output DIR for the full report", report=report)
+    raise_if_failed(failed, out, report)
     return report
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import GateFailed, UsageError
+from nncli.core.errors import UsageError
 from nncli.core.report import Timer, base_report, check_gate_metrics, environment, evaluate_gates, gates_of, now, peak_memory_mb
 from nncli.core.rundir import RunDir, recording
 from nncli.evaluate import metrics as M
+from nncli.evaluate.eval_report import raise_if_failed
 from nncli.evaluate.image_calibration import image_calibrate
 from nncli.evaluate.image_mistakes import write_mistakes
 from nncli.evaluate.image_robustness import image_robustness
@@ -173,9 +174,5 @@ def _finish(report, results: list[dict], gates: list[dict], out, timer) -> dict:
         report["artifacts"].update(report="report.json", recipe="recipe.yaml")
         out.write_json("report.json", report)
         out.complete()
-    if failed:
-        listing = ", ".join(f"{g['metric']} {g['value']:.4f} {g['op']} {g['threshold']} ({Path(g['model']).name})"
-                            for g in failed)
-        raise GateFailed(f"{len(failed)} gate(s) failed: {listing}", f"see {out.path}/report.json" if out else
-                         "rerun with --output DIR for the full report", report=report)
+    raise_if_failed(failed, out, report)
     return report

@@ -52,20 +52,27 @@ def save_classifier(run, pf, recipe, out, report) -> None:
             tok.save_pretrained(tmp)
             _finish_adapter(tmp, model, recipe, report)
         arts["adapter"] = "adapter"
-        merged = model.merge_and_unload()
-    else:
-        merged = model
-    with atomic_dir(out / "merged") as tmp:
-        merged.config.nncli = nncli_info
-        merged.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-    arts["merged"] = "merged"
+    merged = save_merged(out, model, nncli_info, tok, arts)
     from nncli.train import checkpoint
 
     checkpoint.remove(out)
     write_profile(out, recipe, pf, merged, tok, report)
     plot_curves(out, run.state.history, report)
     arts.update(curves="curves.png", metrics="metrics.jsonl", recipe="recipe.yaml")
+
+
+def save_merged(out, model, info: dict, preprocessor, arts: dict):
+    """merged/: the full model (LoRA merged in) with nncli's metadata in its config, and its tokenizer or image
+    processor, so it loads in the ecosystem's clients alone. Returns the merged model."""
+    from peft import PeftModel
+
+    merged = model.merge_and_unload() if isinstance(model, PeftModel) else model
+    with atomic_dir(out / "merged") as tmp:
+        merged.config.nncli = info
+        merged.save_pretrained(tmp, safe_serialization=True)
+        preprocessor.save_pretrained(tmp)
+    arts["merged"] = "merged"
+    return merged
 
 
 def _finish_adapter(d: Path, model, recipe, report) -> None:

@@ -91,16 +91,7 @@ def conclude(run, pf, recipe, out, report) -> tuple[dict, dict, dict]:
     Returns the gate values, their 95% intervals and their sample sizes."""
     data, task = pf.data, run.task
     console.log("scoring: validation" + (" and test" if data.test is not None else "") + " with the best checkpoint")
-    results, preds = {}, {}
-    for split in [s for s in data.splits() if s.name != "train"]:
-        ev = run.evaluate(split.name)
-        preds[split.name] = task.probs[split.name].argmax(1)
-        ev["ci95"] = M.bootstrap_ci(split.labels, preds[split.name], task.n_classes, seed=recipe.train.seed)
-        ev["n"] = len(split)
-        pc = M.per_class(np.asarray(split.labels), preds[split.name], task.n_classes)
-        ev["per_class"] = {name: {k: float(pc[k][i]) for k in ("precision", "recall", "f1", "support")}
-                           for i, name in enumerate(data.label_names)}
-        results[split.name] = ev
+    results, preds = score_splits(run, data, recipe.train.seed)
     report["metrics"] = results
     report["training"]["selection"] = selection(report, data, task, run.state)
     if not run.is_main:
@@ -115,6 +106,24 @@ def conclude(run, pf, recipe, out, report) -> tuple[dict, dict, dict]:
 
     save_classifier(run, pf, recipe, out, report)
     return flat_values(report)
+
+
+def score_splits(run, data, seed: int, *, confusion: bool = False) -> tuple[dict, dict]:
+    """Every held-out split scored with the restored best weights: the task's metrics, bootstrap 95% intervals, n and
+    per-class scores (and the confusion matrix); returns (metrics per split, predictions per split)."""
+    task, results, preds = run.task, {}, {}
+    for split in [s for s in data.splits() if s.name != "train"]:
+        ev = run.evaluate(split.name)
+        preds[split.name] = task.probs[split.name].argmax(1)
+        ev["ci95"] = M.bootstrap_ci(split.labels, preds[split.name], task.n_classes, seed=seed)
+        ev["n"] = len(split)
+        pc = M.per_class(np.asarray(split.labels), preds[split.name], task.n_classes)
+        ev["per_class"] = {name: {k: float(pc[k][i]) for k in ("precision", "recall", "f1", "support")}
+                           for i, name in enumerate(data.label_names)}
+        if confusion:
+            ev["confusion"] = M.confusion(split.labels, preds[split.name], task.n_classes).tolist()
+        results[split.name] = ev
+    return results, preds
 
 
 SELECTION_RULE = ("the evaluation with the highest (validation accuracy >= the majority class's, then validation {metric}, "

@@ -184,17 +184,7 @@ def pooled_features_of(model, task, split, idx):
 def conclude(run, pf, recipe, out, report) -> tuple[dict, dict, dict]:
     """Score every held-out split with the restored best weights, compare with the baselines, save the artifacts."""
     data, task = pf.data, run.task
-    results, preds = {}, {}
-    for split in [s for s in data.splits() if s.name != "train"]:
-        ev = run.evaluate(split.name)
-        preds[split.name] = task.probs[split.name].argmax(1)
-        ev["ci95"] = M.bootstrap_ci(split.labels, preds[split.name], task.n_classes, seed=recipe.train.seed)
-        ev["n"] = len(split)
-        pc = M.per_class(np.asarray(split.labels), preds[split.name], task.n_classes)
-        ev["per_class"] = {name: {k: float(pc[k][i]) for k in ("precision", "recall", "f1", "support")}
-                           for i, name in enumerate(data.label_names)}
-        ev["confusion"] = M.confusion(split.labels, preds[split.name], task.n_classes).tolist()
-        results[split.name] = ev
+    results, preds = classifier.score_splits(run, data, recipe.train.seed, confusion=True)
     report["metrics"] = results
     if not run.is_main:
         return {}, {}, {}

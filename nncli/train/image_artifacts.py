@@ -15,7 +15,7 @@ PREPROCESSING = "RGB (EXIF rotation applied, alpha composited on white, 16-bit s
 
 def save_image_classifier(run, pf, recipe, out, report) -> None:
     from nncli.train import checkpoint
-    from nncli.train.artifacts import plot_curves
+    from nncli.train.artifacts import plot_curves, save_merged
     from nncli.train.cards import adapter_base
 
     console.log(f"saving: {'adapter, ' if recipe.method == 'lora' else ''}merged model with its image processor, curves in "
@@ -32,14 +32,7 @@ def save_image_classifier(run, pf, recipe, out, report) -> None:
             cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
             model.get_base_model().config.to_json_file(str(tmp / "config.json"))
         arts["adapter"] = "adapter"
-        merged = model.merge_and_unload()
-    else:
-        merged = model
-    with atomic_dir(out / "merged") as tmp:
-        merged.config.nncli = info
-        merged.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
-    arts["merged"] = "merged"
+    merged = save_merged(out, model, info, processor, arts)
     write_profile(out, recipe, pf, merged, report)
     checkpoint.remove(out)
     plot_curves(out, run.state.history, report)
