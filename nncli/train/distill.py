@@ -110,7 +110,7 @@ def preflight_recipe(recipe):
     """What `nncli validate` checks for a distill recipe: the teacher's tokenizer, unless the student is a named model."""
     from nncli.io.inference import model_dir_of
 
-    spec = parse_student(recipe.student)
+    spec = parse_student(recipe.student) if recipe.student else {}      # images: no student = half the teacher
     if "model" in spec:
         return finetune_recipe(recipe, spec["model"], recipe.output or "")
     teacher = model_dir_of(recipe.teacher)
