@@ -123,11 +123,14 @@ def _render_quantize(r: dict) -> None:
     from rich.table import Table
 
     t = Table(title=f"quantize: {r['status']}" + (f", chose {r['chosen']}" if r.get("chosen") else ""))
-    for col in ("candidate", "accuracy", "drop (pts)", "flips", "batch-1 ms", "throughput/s", "speed-up", "MB", "status"):
+    for col in ("candidate", "accuracy", "95% CI", "n", "drop (pts)", "flips", "batch-1 ms", "throughput/s", "speed-up", "MB",
+                "status"):
         t.add_column(col)
     f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
     for c in r.get("candidates", []):
-        t.add_row(c["candidate"], f(c.get("accuracy"), ".4f"),
+        ci = c.get("accuracy_ci95")
+        t.add_row(c["candidate"], f(c.get("accuracy"), ".4f"), f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-",
+                  str(c.get("n_labelled", "-")),
                   f(None if c.get("accuracy_drop") is None else c["accuracy_drop"] * 100, "+.2f"),
                   f(c.get("flip_rate"), ".1%"), f(c.get("latency_ms_batch1"), ".1f"), f(c.get("throughput_per_second"), ".1f"),
                   f(c.get("speedup"), ".2f"), f(c.get("size_mb"), ".1f"), c.get("status", ""))

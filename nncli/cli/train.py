@@ -161,7 +161,8 @@ def distill(
     teacher: Annotated[str | None,
                        typer.Option("--teacher", help="The fine-tuned teacher: a run directory or model directory.")] = None,
     student: Annotated[str | None, typer.Option(
-        "--student", help="layers=N (teacher layers kept), hidden=H, both, or a model (default layers=3).")] = None,
+        "--student", help="layers=N (teacher layers kept), hidden=H, both, or a model (default layers=3); image CNNs: "
+                          "depths=A-B-.. (blocks kept per stage; default half).")] = None,
     data: DataOpt = None,
     validation: ValidationOpt = None,
     test: TestOpt = None,
@@ -187,7 +188,7 @@ def distill(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ):
-    """Distil a fine-tuned teacher into a smaller, faster student; report retention, speed-up and the gain over no teacher.
+    """Distil a fine-tuned teacher (texts or images) into a smaller, faster student: retention, speed-up, gain over no teacher.
 
     Examples:
 
@@ -196,6 +197,8 @@ def distill(
       nncli distill --teacher runs/big --student layers=2 --data train.csv --transfer-data unlabelled.csv --min-retention 0.97
 
       nncli distill my-distill.yaml distill.alpha=0.9 distill.temperature=4 --json
+
+      nncli distill --teacher runs/digits --student depths=1-1 --data recipes/data/digits -o runs/digits-student
     """
     def job():
         from nncli.recipe.load import load_recipe

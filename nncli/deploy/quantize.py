@@ -102,7 +102,8 @@ def _measure_all(recipe, source, ref, data, names, work: Path) -> tuple[list[dic
                 f"{len(data['all_texts'])} texts")
     fp32 = _score(ref, data, recipe)
     rows = [{"candidate": "fp32 (torch)", "backend": "torch", "size_mb": _size_mb(Path(source.path), "*.safetensors"),
-             **_public(fp32), "accuracy_drop": 0.0, "flip_rate": 0.0, "speedup": 1.0, "status": "reference"}]
+             **_public(fp32), **_accuracy_interval(fp32, data), "accuracy_drop": 0.0, "flip_rate": 0.0,
+             "speedup": 1.0, "status": "reference"}]
     built, onnx_dir = {}, None
     if any(n.startswith("ort") for n in names):
         onnx_dir = work / "fp32-onnx"
@@ -171,10 +172,21 @@ def _judge(name, backend, size, s, fp32, data, recipe: QuantizeRecipe, reference
     if speedup <= 1.0 and recipe.require_speedup:
         reasons.append(f"not faster than fp32 ({speedup:.2f}x)")
     status = "reference" if reference else ("passes" if not reasons else "rejected: " + "; ".join(reasons))
-    return {"candidate": name, "backend": backend, "size_mb": size, **_public(s), "accuracy_drop": paired["drop"],
+    return {"candidate": name, "backend": backend, "size_mb": size, **_public(s), **_accuracy_interval(s, data),
+            "accuracy_drop": paired["drop"],
             "accuracy_drop_ci95": [paired["lower"], upper], "accuracy_drop_upper": upper, "n_labelled": paired["n"],
-            "mcnemar_p": paired["mcnemar_p"], "flip_rate": flips / n_all, "flip_rate_upper": flip_upper, "n_flip_texts": n_all,
+            "mcnemar_p": paired["mcnemar_p"], "flips": flips, "flip_rate": flips / n_all, "flip_rate_upper": flip_upper,
+            "n_flip_texts": n_all,
             "speedup": speedup, "status": status}
+
+
+def _accuracy_interval(s: dict, data: dict) -> dict:
+    """The candidate's own accuracy on the labelled rows with its two-sided 95% Clopper-Pearson interval."""
+    from nncli.evaluate.metrics import rate_bounds
+
+    n = len(data["y"])
+    correct = int((s["pred"] == data["y"]).sum())
+    return {"accuracy_ci95": [rate_bounds(correct, n, 0.975)[0], rate_bounds(correct, n, 0.975)[1]], "n_labelled": n}
 
 
 def _refuse(report, rows, recipe, timer) -> None:
@@ -244,4 +256,4 @@ def _data(recipe: QuantizeRecipe, run_dir: Path | None) -> dict:
 
 
 # the judging, shared with image classifiers (nncli/deploy/quantize_images.py)
-judge, refuse, write, size_mb, public = _judge, _refuse, _write, _size_mb, _public
+judge, refuse, write, size_mb, public, accuracy_interval = _judge, _refuse, _write, _size_mb, _public, _accuracy_interval

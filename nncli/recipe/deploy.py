@@ -57,7 +57,8 @@ class QuantizeRecipe(Strict):
     require_speedup: bool = Field(True, description="refuse candidates that are not faster than fp32 (false: size is the goal)")
     output: str | None = Field(None, description="default: <run>/quantized")
     data: QuantDataSpec = QuantDataSpec()
-    calibration_samples: int = Field(256, ge=8, description="texts for static calibration (from the training data)")
+    calibration_samples: int = Field(256, ge=8, description="texts or images for static calibration: a seeded "
+                                     "sample of the run's training split (texts without a run: the --data texts)")
     batch_size: int = Field(32, ge=1, description="batch size for the throughput measurement")
     seq_len: int = Field(128, ge=8, description="sequence length for the latency/throughput measurement")
     threads: int | None = Field(None, ge=1)

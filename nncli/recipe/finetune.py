@@ -230,30 +230,50 @@ TASK_SCHEMAS: dict[str, type[FinetuneBase]] = {"sequence-classification": Classi
                                                "image-classification": ImageClassifierRecipe}
 
 
-class DistillSpec(Strict):
+class DistillBase(Strict):
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-target KL term (1 - alpha: hard-label cross-entropy)")
     temperature: float = Field(2.0, gt=0, description="softmax temperature for the soft targets")
-    hidden_weight: float = Field(0.0, ge=0, description="weight of the hidden-state MSE on matched layers (0 = off)")
-    transfer_data: str | None = Field(None, description="unlabelled texts the teacher labels for the student")
-    transfer_text_column: Union[str, list[str], None] = Field(None, description="default: data.text_column")
-    transfer_limit: int | None = Field(None, ge=1, description="use at most N transfer texts")
     cache_dir: str | None = Field(None, description="teacher-output cache; default $NNCLI_CACHE_DIR or ~/.cache/nncli/distill")
     control: bool = Field(True, description="also train the same student without the teacher, to measure the gain")
     bench_seconds: float = Field(1.0, gt=0, description="time each teacher/student speed measurement at least this long")
     keep_student_init: bool = Field(False, description="keep the student's initial weights (student_init/) after the run")
 
 
-class DistillRecipe(ClassifierRecipe):
+class DistillSpec(DistillBase):
+    hidden_weight: float = Field(0.0, ge=0, description="weight of the hidden-state MSE on matched layers (0 = off)")
+    transfer_data: str | None = Field(None, description="unlabelled texts the teacher labels for the student")
+    transfer_text_column: Union[str, list[str], None] = Field(None, description="default: data.text_column")
+    transfer_limit: int | None = Field(None, ge=1, description="use at most N transfer texts")
+
+
+class ImageDistillSpec(DistillBase):
+    """Images: the teacher scores each training image once, without augmentation (see docs/distill.md)."""
+
+
+class TeacherStudent(Strict):
     command: Literal["distill"] = "distill"
     method: Literal["lora", "full"] = Field("full", description="students are trained fully by default")
     teacher: str | None = Field(None, description="the fine-tuned teacher: run directory, model directory or hub id")
-    student: str | None = Field("layers=3", description="layers=N (subset of the teacher's layers), hidden=H, both, or a model")
-    distill: DistillSpec = DistillSpec()
 
     @model_validator(mode="after")
     def _check_teacher(self):
         if not self.teacher:
             raise ValueError("teacher: required (a fine-tuned classifier: run directory or model directory); pass --teacher")
+        return self
+
+
+class DistillRecipe(TeacherStudent, ClassifierRecipe):
+    student: str | None = Field("layers=3", description="layers=N (subset of the teacher's layers), hidden=H, both, or a model")
+    distill: DistillSpec = DistillSpec()
+
+
+class ImageDistillRecipe(TeacherStudent, ImageClassifierRecipe):
+    student: str | None = Field(None, description="layers=N (a vision transformer's layers kept), depths=A-B-.. (blocks kept "
+                                "per stage of a CNN; fewer numbers: fewer stages), or a model; default: half the teacher's")
+    distill: ImageDistillSpec = ImageDistillSpec()
+
+    @model_validator(mode="after")
+    def _needs_model(self):          # the student comes from the teacher (or --student): no model.name needed
         return self
 
 
@@ -263,6 +283,19 @@ def default_task(raw: dict) -> str:
 
     train = (raw.get("data") or {}).get("train") if isinstance(raw.get("data"), dict) else None
     return "image-classification" if isinstance(train, str) and is_image_folder(train) else "sequence-classification"
+
+
+def distill_schema(raw: dict) -> type[Strict]:
+    """A distill recipe's schema: images when its task says so, its data is an image folder or its teacher is an
+    image classifier; texts otherwise."""
+    task = raw.get("task")
+    if task is None:
+        from nncli.io.image_inference import is_image_model
+
+        teacher = raw.get("teacher")
+        images = default_task(raw) == "image-classification" or (isinstance(teacher, str) and is_image_model(teacher))
+        task = "image-classification" if images else "sequence-classification"
+    return ImageDistillRecipe if task == "image-classification" else DistillRecipe
 
 
 def finetune_schema(raw: dict) -> type[FinetuneBase]:

@@ -6,7 +6,7 @@ from nncli.recipe.audit import AuditRecipe
 from nncli.recipe.base import Strict
 from nncli.recipe.deploy import BenchRecipe, ExportRecipe, QuantizeRecipe
 from nncli.recipe.evaluate import DriftRecipe, EvaluateRecipe
-from nncli.recipe.finetune import ClassifierRecipe, DistillRecipe, finetune_schema
+from nncli.recipe.finetune import ClassifierRecipe, DistillRecipe, distill_schema, finetune_schema
 from nncli.recipe.pipeline import PipelineRecipe
 
 # finetune recipes are closed per task: see schema_for
@@ -31,4 +31,6 @@ PATH_KEYS["finetune"] = PATH_KEYS["finetune"] + [("data", "augment", "synonyms")
 
 def schema_for(command: str, raw: dict) -> type[Strict]:
     """The schema a raw recipe of `command` is validated against (finetune: the one of its task)."""
+    if command == "distill":
+        return distill_schema(raw)
     return finetune_schema(raw) if command == "finetune" else SCHEMAS[command]

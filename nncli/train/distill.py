@@ -19,7 +19,6 @@ from nncli.core import console
 from nncli.core.errors import InputError
 from nncli.core.report import RunReport, evaluate_gates, finish, gates_of
 from nncli.core.rundir import recording
-from nncli.train import classifier
 from nncli.train.finetune import start, summarise, train
 from nncli.train.student import build_student, count_parameters, parse_student
 from nncli.train.tasks.distill import DistillTask, cache_dir, model_fingerprint, teacher_outputs
@@ -28,34 +27,37 @@ METRICS = ["retention", "retention_accuracy", "retention_macro_f1", "speedup", "
 
 
 def run(recipe, *, resume: bool = False, overwrite: bool = False) -> RunReport:
-    from nncli.io.inference import load_classifier, release
+    from nncli.io.inference import release
+    from nncli.train import image_distill
 
-    spec = parse_student(recipe.student)
-    teacher = load_classifier(recipe.teacher, trust_remote_code=recipe.model.trust_remote_code,
-                              allow_pickle=recipe.model.allow_pickle,
-                              threads=recipe.train.threads)
+    images = recipe.task == "image-classification"
+    teacher = image_distill.load_teacher(recipe) if images else _load_teacher(recipe)
     if not teacher.backend.startswith("torch"):
         raise InputError(f"teacher {recipe.teacher} is an ONNX export: distillation needs the PyTorch model",
                          "pass the run directory or its merged/ folder as --teacher")
+    spec = image_distill.student_spec(recipe, teacher) if images else parse_student(recipe.student)
     teacher_fp = model_fingerprint(teacher.path)
     ft = finetune_recipe(recipe, spec["model"] if "model" in spec else teacher.path,
                          recipe.output or f"runs/{recipe.name or 'distill'}")
     d = recipe.distill
-    settings = {"teacher": teacher_fp, "student": recipe.student, "alpha": d.alpha, "T": d.temperature,
-                "hidden_weight": d.hidden_weight, "transfer": d.transfer_data, "transfer_limit": d.transfer_limit}
+    settings = {"teacher": teacher_fp, "student": recipe.student, "alpha": d.alpha, "T": d.temperature}
+    if not images:
+        settings.update(hidden_weight=d.hidden_weight, transfer=d.transfer_data, transfer_limit=d.transfer_limit)
     s = start(ft, command="distill", resume=resume, overwrite=overwrite, extra_fingerprint=settings, extra_metrics=METRICS,
               saved=recipe)
     _check_labels(s.pf.data.label_names, teacher, recipe)
     info_d: dict = {}
     with recording(s.out, s.report):
-        student_dir, init = _student(s, spec, teacher, resume)
-        build = _builder(teacher, teacher_fp, student_dir, recipe, init, info_d)
+        student_dir, init = _student(s, spec, teacher, resume, image_distill.build_student if images else build_student)
+        build = (image_distill.builder(teacher, teacher_fp, student_dir, recipe, info_d) if images
+                 else _builder(teacher, teacher_fp, student_dir, recipe, init, info_d))
         trained = train(s, build=build)
         DistillTask.detach(trained.model)
         summarise(s, trained)
-        values, intervals, sizes = classifier.conclude(trained, s.pf, ft, s.out, s.report)
-        student = load_classifier(str(s.out.path), threads=recipe.train.threads)
-        dist = _side_by_side(teacher, student, s.pf.data, recipe, s.report)
+        values, intervals, sizes = s.kind.conclude(trained, s.pf, ft, s.out, s.report)
+        student = image_distill.load_teacher(_at(recipe, s.out.path)) if images else \
+            _load_teacher(_at(recipe, s.out.path), trust=False)
+        dist = _side_by_side(teacher, student, s.pf.data, recipe, s.report, image_distill.scores if images else _scores)
         release(student)
         dist.update(student={**dist["student"], "init": init}, **info_d)
         if d.control:
@@ -69,14 +71,30 @@ def run(recipe, *, resume: bool = False, overwrite: bool = False) -> RunReport:
             shutil.rmtree(student_dir, ignore_errors=True)
         values.update(_distill_values(dist, s.report, recipe))
         s.report["distill"] = dist
-        card = classifier.card(s.report, ft) + model_card_section(dist)
+        card = s.kind.card(s.report, ft) + model_card_section(dist)
         return finish(s.report, s.out, evaluate_gates(gates_of(recipe.gates), values, intervals=intervals, sizes=sizes),
                       card=card)
 
 
+def _load_teacher(recipe, trust: bool = True):
+    from nncli.io.inference import load_classifier
+
+    return load_classifier(recipe.teacher, trust_remote_code=trust and recipe.model.trust_remote_code,
+                           allow_pickle=trust and recipe.model.allow_pickle, threads=recipe.train.threads)
+
+
+def _at(recipe, path):
+    """The recipe with the trained student as its `teacher` (to load it the way the teacher was loaded)."""
+    return recipe.model_copy(update={"teacher": str(path)})
+
+
+def _scores(clf, split) -> np.ndarray:
+    return clf.logits(split.texts, split.pairs)
+
+
 def finetune_recipe(recipe, model: str | Path, output: str, *, gates: bool = True):
     """The classifier recipe the student trains with (and the one pre-flight checks)."""
-    from nncli.recipe.finetune import ClassifierRecipe
+    from nncli.recipe.finetune import TASK_SCHEMAS
 
     raw = recipe.model_dump(mode="json")
     for k in ("command", "teacher", "student", "distill"):
@@ -85,14 +103,14 @@ def finetune_recipe(recipe, model: str | Path, output: str, *, gates: bool = Tru
     raw["output"] = output
     if not gates:
         raw["gates"] = {"min": {}, "max": {}}
-    return ClassifierRecipe.model_validate(raw)
+    return TASK_SCHEMAS[recipe.task].model_validate(raw)
 
 
 def preflight_recipe(recipe):
     """What `nncli validate` checks for a distill recipe: the teacher's tokenizer, unless the student is a named model."""
     from nncli.io.inference import model_dir_of
 
-    spec = parse_student(recipe.student)
+    spec = parse_student(recipe.student) if recipe.student else {}      # images: no student = half the teacher
     if "model" in spec:
         return finetune_recipe(recipe, spec["model"], recipe.output or "")
     teacher = model_dir_of(recipe.teacher)
@@ -107,7 +125,7 @@ def _check_labels(label_names, teacher, recipe) -> None:
                          "distil on data with the teacher's label set, or fine-tune a teacher on this data first")
 
 
-def _student(s, spec: dict, teacher, resume: bool) -> tuple[str, dict]:
+def _student(s, spec: dict, teacher, resume: bool, build_student=build_student) -> tuple[str, dict]:
     """The student's initial weights, in the run directory (so --resume starts from the same student)."""
     if "model" in spec:
         return spec["model"], {"from": "model", "model": spec["model"]}
@@ -184,7 +202,7 @@ def _distill_values(dist: dict, report, recipe) -> dict:
     retention = {m: (st[m] / t[m] if t[m] else None) for m in ("accuracy", "macro_f1")}
     dist.update(split=split, retention=retention, retention_metric=metric,
                 loss={"alpha": recipe.distill.alpha, "temperature": recipe.distill.temperature,
-                      "hidden_weight": recipe.distill.hidden_weight},
+                      "hidden_weight": getattr(recipe.distill, "hidden_weight", 0.0)},
                 speedup_throughput=dist["student"]["throughput_per_second"] / dist["teacher"]["throughput_per_second"],
                 speedup_latency=dist["teacher"]["latency_ms_batch1"] / dist["student"]["latency_ms_batch1"])
     values = {"retention": retention[metric], "retention_accuracy": retention["accuracy"],
@@ -197,7 +215,7 @@ def _distill_values(dist: dict, report, recipe) -> dict:
     return values
 
 
-def _side_by_side(teacher, student, data, recipe, report) -> dict:
+def _side_by_side(teacher, student, data, recipe, report, scores) -> dict:
     from nncli.core.timing import measure
     from nncli.evaluate import metrics as M
     from nncli.io.inference import softmax
@@ -215,7 +233,7 @@ def _side_by_side(teacher, student, data, recipe, report) -> dict:
             order = [clf.label_names.index(n) for n in data.label_names]
             row["metrics"] = {}
             for s in (x for x in data.splits() if x.name != "train"):
-                probs = softmax(clf.logits(s.texts, s.pairs)[:, order])
+                probs = softmax(scores(clf, s)[:, order])
                 row["metrics"][s.name] = M.classification(np.asarray(s.labels), probs.argmax(1), len(data.label_names), probs)
         else:
             row["metrics"] = {k: {m: v[m] for m in ("accuracy", "macro_f1", "loss") if m in v} for k,

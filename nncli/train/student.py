@@ -1,6 +1,7 @@
 """Distillation students: `layers=N` keeps N of the teacher's layers, evenly spaced and including the top one (6 -> 3
 keeps layers 2, 4 and 6), initialised from the teacher's weights (embeddings, kept layers, pooler, head); `hidden=H`
 shrinks the width through a config (randomly initialised, same vocabulary); both combine (`layers=3,hidden=192`);
+`depths=A-B-..` (image CNNs: blocks kept per stage; fewer numbers keep fewer stages, nncli/train/image_student.py);
 anything else is a model name or directory."""
 
 from __future__ import annotations
@@ -20,16 +21,25 @@ def parse_student(spec: str) -> dict:
     for part in spec.split(","):
         k, _, v = part.partition("=")
         k = k.strip()
-        if k not in ("layers", "hidden"):
+        if k not in ("layers", "hidden", "depths"):
             raise UsageError(f"student: unknown setting {k!r} in {spec!r}",
-                             "use layers=N and/or hidden=H, e.g. --student layers=3")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            raise UsageError(f"student: {k} must be an integer, got {v!r}", f"e.g. --student {k}=3") from None
-        if out[k] < 1:
-            raise UsageError(f"student: {k} must be at least 1", "e.g. --student layers=3")
+                             "use layers=N and/or hidden=H, e.g. --student layers=3 (image CNNs: depths=2-2-1)")
+        if k == "depths":
+            out[k] = [_positive(k, x, "depths=2-2-1") for x in v.split("-")]
+        else:
+            out[k] = _positive(k, v, f"{k}=3")
     return out
+
+
+def _positive(k: str, v: str, example: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise UsageError(f"student: {k} must be {'integers' if k == 'depths' else 'an integer'}, got {v!r}",
+                         f"e.g. --student {example}") from None
+    if n < 1:
+        raise UsageError(f"student: {k} must be at least 1", f"e.g. --student {example}")
+    return n
 
 
 def kept_layers(n_teacher: int, n_student: int) -> list[int]:
@@ -58,6 +68,8 @@ def build_student(teacher_dir: str, spec: dict, dest: Path, label_names: list[st
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    if "depths" in spec:
+        raise UsageError("student: depths= is for image CNN teachers (stages of blocks)", "use layers=N for a text teacher")
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir, use_safetensors=True)
     t_names = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
@@ -117,7 +129,8 @@ def reset_head(model) -> None:
 
 def count_parameters(model) -> dict:
     total = sum(p.numel() for p in model.parameters())
-    emb = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n or n.endswith(("wte.weight", "wpe.weight")))
+    emb = sum(p.numel() for n, p in model.named_parameters()
+              if "embeddings" in n or ".embedder." in n or n.endswith(("wte.weight", "wpe.weight")))   # ResNet: embedder
     return {"total": int(total), "without_embeddings": int(total - emb), "embeddings": int(emb)}
 
 

@@ -2,7 +2,8 @@
 cross-entropy on the labels, plus optionally hidden_weight * MSE between mean-pooled hidden states of matched layers
 (through a learned linear projection when the widths differ). Teacher outputs are computed once and cached on disk,
 keyed by the teacher's weights, the texts and the settings, so training never runs the teacher; unlabelled transfer
-rows (labelled -100) learn from the soft targets alone."""
+rows (labelled -100) learn from the soft targets alone. The loss is a mixin (SoftTargets) over a classification task:
+DistillTask for texts, ImageDistillTask for images (nncli/train/tasks/image.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from nncli.core import console
 from nncli.core.atomic import atomic_write_bytes
 from nncli.train.tasks.classify import ClassificationTask
+from nncli.train.tasks.image import ImageClassificationTask
 
 IGNORE = -100
 
@@ -47,20 +49,25 @@ def teacher_outputs(teacher, texts: list[str], pairs: list[str] | None, layers: 
     for i, t in enumerate(texts):
         h.update(t.encode("utf-8", "surrogatepass"))
         h.update(b"\x1f" + (pairs[i].encode("utf-8", "surrogatepass") if pairs is not None else b"") + b"\x1e")
-    key = h.hexdigest()[:24]
+    return cached_outputs(h.hexdigest()[:24], len(texts), f"{what} texts", cache,
+                          lambda: teacher.run(texts, pairs, batch_size=64, embeddings=bool(layers), layers=layers))
+
+
+def cached_outputs(key: str, n: int, what: str, cache: Path, compute) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Teacher (logits, hidden or None) for n rows under `key` in the disk cache, computed (and stored) when absent."""
     f = cache / f"teacher-{key}.npz"
     if f.exists():
         try:
             with np.load(f, allow_pickle=False) as z:
                 logits = z["logits"]
                 hidden = z["hidden"].astype(np.float32) if "hidden" in z.files else None
-            if len(logits) == len(texts):
-                console.log(f"teacher outputs for {len(texts)} {what} texts: reused from cache {f}")
+            if len(logits) == n:
+                console.log(f"teacher outputs for {n} {what}: reused from cache {f}")
                 return logits, hidden, True
         except (OSError, ValueError, KeyError):
             console.warn(f"teacher cache {f} is unreadable; recomputing it")
-    console.log(f"teacher: scoring {len(texts)} {what} texts once (cached in {cache})")
-    logits, hidden = teacher.run(texts, pairs, batch_size=64, embeddings=bool(layers), layers=layers)
+    console.log(f"teacher: scoring {n} {what} once (cached in {cache})")
+    logits, hidden = compute()
     arrays = {"logits": logits.astype(np.float32)}
     if hidden is not None:
         arrays["hidden"] = hidden.astype(np.float16)
@@ -78,12 +85,12 @@ def teacher_outputs(teacher, texts: list[str], pairs: list[str] | None, layers: 
 
 
 
-class DistillTask(ClassificationTask):
-    """Classification with the teacher's soft targets (rows of `teacher_logits` follow the training split's rows)."""
+class SoftTargets:
+    """The distillation loss over a classification task's batches (rows of `teacher_logits` follow the training
+    split's rows; batches carry their row numbers as `index`)."""
 
-    def __init__(self, *args, teacher_logits: np.ndarray, teacher_hidden: np.ndarray | None, alpha: float, temperature: float,
-                 hidden_weight: float, **kw):
-        super().__init__(*args, **kw)
+    def soft_targets(self, teacher_logits: np.ndarray, teacher_hidden: np.ndarray | None, alpha: float, temperature: float,
+                     hidden_weight: float) -> None:
         import torch
 
         self.alpha, self.temperature, self.hidden_weight = alpha, temperature, hidden_weight
@@ -138,3 +145,20 @@ class DistillTask(ClassificationTask):
             pooled = (output.hidden_states[j + 1].float() * mask).sum(1) / mask.sum(1).clamp(min=1)
             mse = mse + F.mse_loss(proj[j](pooled) if proj is not None else pooled, target[:, j])
         return mse / target.shape[1]
+
+
+class DistillTask(SoftTargets, ClassificationTask):
+    """Text classification with the teacher's soft targets."""
+
+    def __init__(self, *args, teacher_logits: np.ndarray, teacher_hidden: np.ndarray | None, alpha: float, temperature: float,
+                 hidden_weight: float, **kw):
+        ClassificationTask.__init__(self, *args, **kw)
+        self.soft_targets(teacher_logits, teacher_hidden, alpha, temperature, hidden_weight)
+
+
+class ImageDistillTask(SoftTargets, ImageClassificationTask):
+    """Image classification with the teacher's soft targets (logits only: no hidden-state matching)."""
+
+    def __init__(self, *args, teacher_logits: np.ndarray, alpha: float, temperature: float, **kw):
+        ImageClassificationTask.__init__(self, *args, **kw)
+        self.soft_targets(teacher_logits, None, alpha, temperature, 0.0)
