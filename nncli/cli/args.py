@@ -30,6 +30,22 @@ def recipe_or_data(recipe: str | None, data: str | None) -> tuple[str | None, st
     return None, recipe
 
 
+def training_recipe(args: list[str] | None, data: str | None):
+    """finetune, sweep and validate's [RECIPE] [KEY=VALUE]...: (recipe path or None, overrides, training data), where a
+    data file in the recipe's place is the training data."""
+    from nncli.recipe.shipped import find_recipe
+
+    name, overrides = split_args(args)
+    name, train = recipe_or_data(name, data)
+    return (find_recipe(name) if name else None), overrides, train
+
+
+def data_flags(model, train, validation, test, text_column, label_column) -> dict:
+    """The model and data flags finetune, sweep and validate share, as dotted recipe keys."""
+    return {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
+            "data.text_column": columns(text_column), "data.label_column": label_column}
+
+
 def columns(names: list[str] | None):
     """A repeated --text-column: one name, or a list of candidates (the first each file has)."""
     if not names:
