@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from nncli.core.errors import UsageError
 
 
@@ -30,20 +33,27 @@ def recipe_or_data(recipe: str | None, data: str | None) -> tuple[str | None, st
     return None, recipe
 
 
-def training_recipe(args: list[str] | None, data: str | None):
-    """finetune, sweep and validate's [RECIPE] [KEY=VALUE]...: (recipe path or None, overrides, training data), where a
-    data file in the recipe's place is the training data."""
-    from nncli.recipe.shipped import find_recipe
+@dataclass
+class TrainingInputs:
+    """What finetune, sweep and validate start with: [RECIPE] [KEY=VALUE]... --model --data --validation --test
+    --text-column (see nncli.cli.options.command_options)."""
+    args: list[str] | None
+    model: str | None
+    data: str | None
+    validation: str | None
+    test: str | None
+    text_column: list[str] | None
 
-    name, overrides = split_args(args)
-    name, train = recipe_or_data(name, data)
-    return (find_recipe(name) if name else None), overrides, train
+    def resolve(self, label_column: str | None) -> tuple[Path | None, list[str], dict]:
+        """(recipe path or None, overrides, flags as dotted recipe keys); a data file in the recipe's place is the
+        training data (nncli finetune my.csv ...)."""
+        from nncli.recipe.shipped import find_recipe
 
-
-def data_flags(model, train, validation, test, text_column, label_column) -> dict:
-    """The model and data flags finetune, sweep and validate share, as dotted recipe keys."""
-    return {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
-            "data.text_column": columns(text_column), "data.label_column": label_column}
+        name, overrides = split_args(self.args)
+        name, train = recipe_or_data(name, self.data)
+        flags = {"model.name": self.model, "data.train": train, "data.validation": self.validation, "data.test": self.test,
+                 "data.text_column": columns(self.text_column), "data.label_column": label_column}
+        return (find_recipe(name) if name else None), overrides, flags
 
 
 def columns(names: list[str] | None):

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from nncli.cli.app import app
-from nncli.cli.args import columns, data_flags, split_args, training_recipe
+from nncli.cli.args import TrainingInputs, columns, split_args
 from nncli.cli.options import (
     ArgsArg,
     BatchOpt,
@@ -16,7 +16,6 @@ from nncli.cli.options import (
     LabelColOpt,
     LrOpt,
     MaxLengthOpt,
-    ModelOpt,
     OutputOpt,
     OverwriteRunOpt,
     PairColOpt,
@@ -33,14 +32,9 @@ from nncli.core.errors import UsageError
 # ---------------------------------------------------------------------------------------------- finetune
 
 @app.command()
-@command_options(gates=True)
+@command_options(gates=True, training_inputs=True)
 def finetune(
-    args: ArgsArg = None,
-    model: ModelOpt = None,
-    data: DataOpt = None,
-    validation: ValidationOpt = None,
-    test: TestOpt = None,
-    text_column: TextColOpt = None,
+    inputs: TrainingInputs,
     text_pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
     output: OutputOpt = None,
@@ -85,12 +79,11 @@ def finetune(
         from nncli.recipe.load import load_recipe
         from nncli.train import finetune as ft
 
-        path, overrides, train = training_recipe(args, data)   # nncli finetune my.csv ...
-        flags = {**data_flags(model, train, validation, test, text_column, label_column),
-                 "data.text_pair_column": text_pair_column, "output": output,
-                 "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
-                 "data.max_length": max_length, "train.seed": seed, "task": task, "data.prompt_column": prompt_column,
-                 "data.completion_column": completion_column, "data.messages_column": messages_column}
+        path, overrides, flags = inputs.resolve(label_column)
+        flags |= {"data.text_pair_column": text_pair_column, "output": output,
+                  "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
+                  "data.max_length": max_length, "train.seed": seed, "task": task, "data.prompt_column": prompt_column,
+                  "data.completion_column": completion_column, "data.messages_column": messages_column}
         recipe = load_recipe("finetune", path, overrides, flags, gates=gates)
         return ft.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run,
                       find_lr="use" if use_found_lr else ("report" if find_lr else None))
@@ -231,14 +224,9 @@ def _render_distill(r: dict) -> None:
 # ---------------------------------------------------------------------------------------------- sweep
 
 @app.command()
-@command_options()
+@command_options(training_inputs=True)
 def sweep(
-    args: ArgsArg = None,
-    model: ModelOpt = None,
-    data: DataOpt = None,
-    validation: ValidationOpt = None,
-    test: TestOpt = None,
-    text_column: TextColOpt = None,
+    inputs: TrainingInputs,
     label_column: LabelColOpt = None,
     trials: Annotated[int, typer.Option(metavar="N", help="Trial budget (shared by every worker on the study).",
                                         show_default=True)] = 20,
@@ -264,8 +252,7 @@ def sweep(
         from nncli.recipe.load import load_recipe
         from nncli.train import sweep as sw
 
-        path, overrides, train = training_recipe(args, data)   # nncli sweep my.csv ...
-        recipe = load_recipe("finetune", path, overrides, data_flags(model, train, validation, test, text_column, label_column))
+        recipe = load_recipe("finetune", *inputs.resolve(label_column))
         return sw.run(recipe, trials=trials, timeout=timeout, metric=metric, storage=storage, study_name=study_name,
                       output=output)
 
@@ -293,14 +280,9 @@ def sweep(
 # ---------------------------------------------------------------------------------------------- validate
 
 @app.command()
-@command_options()
+@command_options(training_inputs=True)
 def validate(
-    args: ArgsArg = None,
-    model: ModelOpt = None,
-    data: DataOpt = None,
-    validation: ValidationOpt = None,
-    test: TestOpt = None,
-    text_column: TextColOpt = None,
+    inputs: TrainingInputs,
     label_column: LabelColOpt = None,
     strict: Annotated[bool,
                       typer.Option("--strict", help="Treat warnings (leakage, duplicates, truncation...) as failures (exit 3).",
@@ -318,12 +300,12 @@ def validate(
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import recipe_command
 
-        path, overrides, train = training_recipe(args, data)   # nncli validate my.csv ...
+        path, overrides, flags = inputs.resolve(label_column)
         cmd = recipe_command(path) if path else "finetune"
         if cmd not in ("finetune", "distill"):
             raise UsageError(f"nncli validate checks finetune and distill recipes; {path} is a '{cmd}' recipe",
                              f"run it with: nncli {cmd} {path}")
-        recipe = load_recipe(cmd, path, overrides, data_flags(model, train, validation, test, text_column, label_column))
+        recipe = load_recipe(cmd, path, overrides, flags)
         if cmd == "distill":
             from nncli.train.distill import preflight_recipe
 
