@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from nncli.core.errors import UsageError
 
 
@@ -28,6 +31,29 @@ def recipe_or_data(recipe: str | None, data: str | None) -> tuple[str | None, st
         raise UsageError(f"{recipe!r} is a data file, and --data {data!r} was given too",
                          f"give the training data once: --data {data}, or {recipe} alone")
     return None, recipe
+
+
+@dataclass
+class TrainingInputs:
+    """What finetune, sweep and validate start with: [RECIPE] [KEY=VALUE]... --model --data --validation --test
+    --text-column (see nncli.cli.options.command_options)."""
+    args: list[str] | None
+    model: str | None
+    data: str | None
+    validation: str | None
+    test: str | None
+    text_column: list[str] | None
+
+    def resolve(self, label_column: str | None) -> tuple[Path | None, list[str], dict]:
+        """(recipe path or None, overrides, flags as dotted recipe keys); a data file in the recipe's place is the
+        training data (nncli finetune my.csv ...)."""
+        from nncli.recipe.shipped import find_recipe
+
+        name, overrides = split_args(self.args)
+        name, train = recipe_or_data(name, self.data)
+        flags = {"model.name": self.model, "data.train": train, "data.validation": self.validation, "data.test": self.test,
+                 "data.text_column": columns(self.text_column), "data.label_column": label_column}
+        return (find_recipe(name) if name else None), overrides, flags
 
 
 def columns(names: list[str] | None):

@@ -11,14 +11,14 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import columns, int_list, model_and_overrides
-from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, OverwriteOpt, PairColOpt, QuietOpt, TextColOpt
-from nncli.cli.output import execute, stdout
+from nncli.cli.options import LabelColOpt, OverwriteOpt, PairColOpt, TextColOpt, command_options
+from nncli.cli.output import stdout
 from nncli.core.errors import UsageError
 
 
 @app.command()
+@command_options()
 def export(
-    ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
                     help="A run directory, model directory or hub id (and optionally a recipe and overrides).",
                     show_default=False)] = None,
@@ -31,9 +31,6 @@ def export(
     max_flipped: Annotated[int | None, typer.Option(help="Largest acceptable number of changed predictions (default 0).")] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default: optimum's choice).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export directory.", metavar="")] = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Export a model to ONNX (or safetensors) and refuse it (exit 5) if its outputs differ from the source.
 
@@ -65,15 +62,15 @@ def export(
                         f"{p.get('mean_abs_diff', float('nan')):.2e}, agreement {p.get('agreement', float('nan')):.4f}, "
                         f"flipped {p.get('flipped')}", markup=False)
 
-    execute(ctx, job, json_out, quiet, debug, render)
+    return job, render
 
 
 
 # ---------------------------------------------------------------------------------------------- quantize
 
 @app.command()
+@command_options()
 def quantize(
-    ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
                     help="A run directory or model directory (a sequence classifier).", show_default=False)] = None,
     method: Annotated[str | None, typer.Option(help="auto (default: the fastest within budget), dynamic or static.")] = None,
@@ -90,9 +87,6 @@ def quantize(
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Quantize to int8 and keep the fastest candidate within --max-drop accuracy points; otherwise write nothing (exit 5).
 
@@ -116,7 +110,7 @@ def quantize(
                  "data.text_column": columns(text_column)}
         return qz.run(load_recipe("quantize", path, overrides, flags), overwrite=overwrite)
 
-    execute(ctx, job, json_out, quiet, debug, _render_quantize)
+    return job, _render_quantize
 
 
 def _render_quantize(r: dict) -> None:
@@ -139,8 +133,8 @@ def _render_quantize(r: dict) -> None:
 
 
 @app.command()
+@command_options()
 def bench(
-    ctx: typer.Context,
     models: Annotated[list[str], typer.Argument(help="Run directories, model directories or ONNX exports.")],
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
     seq_lens: Annotated[str, typer.Option(help="Comma-separated sequence lengths (tokens).")] = "32,128",
@@ -154,9 +148,6 @@ def bench(
     baseline: Annotated[str | None, typer.Option(help="An earlier bench report.json to compare with.")] = None,
     fail_if_slower: Annotated[str | None, typer.Option(
         help="With --baseline: exit 5 if throughput falls by more than this: a percentage (10%) or a fraction (0.10).")] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Measure latency (p50/p95/p99) and throughput per batch size and length, models and backends side by side.
 
@@ -193,15 +184,15 @@ def bench(
         for g in r.get("gates", []):
             out.print(f"{g['metric']}: {g['value']:.2f}x -> {'pass' if g['passed'] else 'FAIL'}", markup=False)
 
-    execute(ctx, job, json_out, quiet, debug, render)
+    return job, render
 
 
 
 # ---------------------------------------------------------------------------------------------- generate
 
 @app.command()
+@command_options()
 def generate(
-    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="A causal-LM run directory, its merged/ folder, a model directory or hub id.")],
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", metavar="TEXT", help="A prompt (repeatable).")] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="A file of prompts.")] = None,
@@ -214,9 +205,6 @@ def generate(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     chat: Annotated[bool, typer.Option("--chat", help="Wrap each prompt as a user message in the chat template.",
                                        metavar="")] = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Generate text from a causal LM, for a quick look at what a fine-tune produces.
 
@@ -251,15 +239,15 @@ def generate(
             out.print(g["generated"], markup=False, highlight=False)
             out.print("")
 
-    execute(ctx, job, json_out, quiet, debug, render)
+    return job, render
 
 
 
 # ---------------------------------------------------------------------------------------------- predict
 
 @app.command()
+@command_options()
 def predict(
-    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Run directory, model directory, hub id or ONNX export.")],
     data: Annotated[str, typer.Option("--data", "-d", help="Texts: a CSV/TSV/JSON/JSONL/parquet file; images: a folder "
                                       "or a CSV/JSONL of paths.")],
@@ -273,9 +261,6 @@ def predict(
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Predict labels for a file of texts, with the model's label names and calibration temperature.
 
@@ -305,4 +290,4 @@ def predict(
                            f"{r['throughput_per_second']} "
                            f"texts/s); predicted: {r['predicted_distribution']}", markup=False)
 
-    execute(ctx, job, json_out, quiet, debug, render)
+    return job, render

@@ -7,15 +7,15 @@ from typing import Annotated
 import typer
 
 from nncli.cli.app import app
-from nncli.cli.args import columns, gate_flags, split_args, split_models
-from nncli.cli.options import DebugOpt, JsonOpt, LabelColOpt, MaxOpt, MinOpt, OverwriteOpt, PairColOpt, QuietOpt, TextColOpt
-from nncli.cli.output import execute, stdout
+from nncli.cli.args import columns, split_args, split_models
+from nncli.cli.options import LabelColOpt, OverwriteOpt, PairColOpt, TextColOpt, command_options
+from nncli.cli.output import stdout
 from nncli.core.errors import UsageError
 
 
 @app.command()
+@command_options(gates=True)
 def evaluate(
-    ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL... [KEY=VALUE]...",
                     help="Models (run directories, model directories, hub ids, ONNX exports), optionally a recipe and overrides.",
                     show_default=False)] = None,
@@ -40,11 +40,6 @@ def evaluate(
     overwrite: OverwriteOpt = False,
     task: Annotated[str | None, typer.Option(help="auto (default: from the model's config), sequence-classification, "
                                                   "causal-lm or image-classification.")] = None,
-    min_: MinOpt = None,
-    max_: MaxOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Evaluate one or more models on the same data: metrics with 95% intervals, calibration, robustness, slices.
 
@@ -59,7 +54,7 @@ def evaluate(
 
       nncli evaluate runs/digits --data digits/test -o runs/digits-eval   # images: <folder>/<label>/<image>.png
     """
-    def job():
+    def job(gates):
         from nncli.evaluate import evaluation as ev
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import find_recipe
@@ -71,10 +66,10 @@ def evaluate(
                  "data.validation": validation, "calibration.fit": True if calibrate else None, "calibration.bins": bins,
                  "robustness.enabled": robustness, "data.limit": limit, "output": output, "task": task,
                  "models": models or None}
-        recipe = load_recipe("evaluate", path, overrides, flags, gates=gate_flags(min_, max_))
+        recipe = load_recipe("evaluate", path, overrides, flags, gates=gates)
         return ev.run(recipe, overwrite=overwrite)
 
-    execute(ctx, job, json_out, quiet, debug, _render_evaluate)
+    return job, _render_evaluate
 
 
 def _render_evaluate(report: dict) -> None:
@@ -109,8 +104,8 @@ def _render_evaluate(report: dict) -> None:
 # ---------------------------------------------------------------------------------------------- explain
 
 @app.command()
+@command_options()
 def explain(
-    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="A run directory, model directory or hub id (PyTorch; classifier, causal LM "
                                               "or image classifier).")],
     text: Annotated[str | None, typer.Option("--text", help="One text to explain.")] = None,
@@ -133,9 +128,6 @@ def explain(
                                    help="Write report.json, explanations.jsonl and explanations.html here (images: "
                                         "images/*.png, heatmaps.npz and explanations.html).")] = None,
     overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Explain predictions: word attributions (integrated gradients, occlusion, attention rollout) with measured faithfulness.
 
@@ -167,15 +159,15 @@ def explain(
 
         render_terminal(r, stdout())
 
-    execute(ctx, job, json_out, quiet, debug, render)
+    return job, render
 
 
 
 # ---------------------------------------------------------------------------------------------- drift
 
 @app.command()
+@command_options()
 def drift(
-    ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] [KEY=VALUE]...",
                     help="Optionally a drift recipe, and overrides.", show_default=False)] = None,
     reference: Annotated[str | None, typer.Option("--reference", "-r",
@@ -198,9 +190,6 @@ def drift(
     limit: Annotated[int | None, typer.Option(help="Use at most N current rows (seeded sample).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write report.json, report.md and drift.png here.")] = None,
     overwrite: OverwriteOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Check new data against a run's reference profile: feature, label, confidence and embedding drift (exit 5 on drift).
 
@@ -226,7 +215,7 @@ def drift(
                  "max_accuracy_drop": max_accuracy_drop, "limit": limit, "output": output}
         return dr.run(load_recipe("drift", path, overrides, flags), overwrite=overwrite)
 
-    execute(ctx, job, json_out, quiet, debug, _render_drift)
+    return job, _render_drift
 
 
 def _render_drift(r: dict) -> None:
@@ -252,8 +241,8 @@ def _render_drift(r: dict) -> None:
 # ---------------------------------------------------------------------------------------------- audit
 
 @app.command()
+@command_options(gates=True)
 def audit(
-    ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] DATA [KEY=VALUE]...", show_default=False,
                     help="The data file to audit (or hub dataset id), optionally a recipe and overrides.")] = None,
     validation: Annotated[str | None, typer.Option("--validation", help="Validation file, audited too.")] = None,
@@ -271,11 +260,6 @@ def audit(
                                                help="Write report.json, audit.jsonl, README.md and audit.html here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory or --fix file.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for the folds (default 0).")] = None,
-    min_: MinOpt = None,
-    max_: MaxOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Audit labelled data: likely label errors, duplicates and train/test leakage, outliers, unusable texts (exit 5 on a gate).
 
@@ -287,7 +271,7 @@ def audit(
 
       nncli audit train.csv --test test.csv --max label_issue_rate=0.05 --max cross_split_duplicates=0 --json
     """
-    def job():
+    def job(gates):
         from nncli.evaluate import audit as au
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import find_recipe
@@ -301,10 +285,10 @@ def audit(
                  "data.text_column": columns(text_column), "data.text_pair_column": text_pair_column,
                  "data.label_column": label_column, "data.max_length": max_length, "model": model,
                  "label_issues.folds": folds, "fix.path": fix, "fix.policy": fix_policy, "output": output, "seed": seed}
-        recipe = load_recipe("audit", path, overrides, flags, gates=gate_flags(min_, max_))
+        recipe = load_recipe("audit", path, overrides, flags, gates=gates)
         return au.run(recipe, overwrite=overwrite)
 
-    execute(ctx, job, json_out, quiet, debug, _render_audit)
+    return job, _render_audit
 
 
 def _render_audit(r: dict) -> None:

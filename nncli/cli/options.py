@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Annotated
 
 import typer
@@ -61,3 +63,48 @@ MaxLengthOpt = Annotated[int | None, typer.Option(metavar="TOKENS", help="Trunca
 SeedOpt = Annotated[int | None,
                     typer.Option(metavar="N", help=f"Random seed (default {finetune_default(_T + 'seed')}; same seed, "
                                                 "same metrics on CPU).")]
+
+
+# ---------------------------------------------------------------------------------------------- closing options
+
+def _tail(gates: bool) -> list[inspect.Parameter]:
+    named = ([("min_", MinOpt, None), ("max_", MaxOpt, None)] if gates else []) + [
+        ("json_out", JsonOpt, False), ("quiet", QuietOpt, False), ("debug", DebugOpt, False)]
+    return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, a, d in named]
+
+
+_TRAINING_INPUTS = [("args", ArgsArg), ("model", ModelOpt), ("data", DataOpt), ("validation", ValidationOpt), ("test", TestOpt),
+                    ("text_column", TextColOpt)]
+
+
+def command_options(*, gates: bool = False, training_inputs: bool = False):
+    """Decorate a command whose body declares only its own options and returns (job, render): the command gets the
+    context first and the options every command ends with (--min/--max when `gates`, then --json, --quiet, --debug)
+    last, and runs job through nncli.cli.output.execute. With `gates`, job takes the parsed --min/--max gates. With
+    `training_inputs`, the command starts with finetune's inputs (RECIPE, --model, --data, --validation, --test,
+    --text-column), and the body's first parameter receives them as one nncli.cli.args.TrainingInputs."""
+    def decorate(body):
+        sig = inspect.signature(body, eval_str=True)
+        own = list(sig.parameters.values())[1 if training_inputs else 0:]
+        head = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=a, default=None)
+                for n, a in (_TRAINING_INPUTS if training_inputs else [])]
+
+        @functools.wraps(body)
+        def command(ctx: typer.Context, **kw):
+            from nncli.cli.args import gate_flags
+            from nncli.cli.output import execute
+
+            mins, maxs = kw.pop("min_", None), kw.pop("max_", None)
+            json_out, quiet, debug = kw.pop("json_out"), kw.pop("quiet"), kw.pop("debug")
+            if training_inputs:
+                from nncli.cli.args import TrainingInputs
+
+                job, render = body(TrainingInputs(*(kw.pop(n) for n, _ in _TRAINING_INPUTS)), **kw)
+            else:
+                job, render = body(**kw)
+            execute(ctx, (lambda: job(gate_flags(mins, maxs))) if gates else job, json_out, quiet, debug, render)
+
+        context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        command.__signature__ = sig.replace(parameters=[context, *head, *own, *_tail(gates)])
+        return command
+    return decorate

@@ -8,24 +8,21 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import split_args
-from nncli.cli.options import DebugOpt, JsonOpt, QuietOpt
-from nncli.cli.output import execute, stdout
+from nncli.cli.options import command_options
+from nncli.cli.output import stdout
 from nncli.core.errors import UsageError
 
 # ---------------------------------------------------------------------------------------------- run / report
 
 @app.command("run")
+@command_options()
 def run_pipeline(
-    ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(metavar="PIPELINE.yaml [KEY=VALUE]...",
                     help="A pipeline file (or shipped pipeline name) and overrides (STEP.KEY=VALUE for one step).",
                     show_default=False)] = None,
     force: Annotated[list[str] | None,
                      typer.Option("--force", metavar="STEP",
                                   help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Run a pipeline: finetune -> evaluate -> distill -> quantize -> export -> bench, stopping at the first failed gate (exit 5).
 
@@ -46,7 +43,7 @@ def run_pipeline(
             raise UsageError("nncli run needs a pipeline file", "e.g. nncli run quickstart (see nncli recipes list)")
         return pipeline.run(find_recipe(name), overrides, force=force)
 
-    execute(ctx, job, json_out, quiet, debug, _render_pipeline)
+    return job, _render_pipeline
 
 
 def _render_pipeline(r: dict) -> None:
@@ -65,8 +62,8 @@ def _render_pipeline(r: dict) -> None:
 
 
 @app.command("report")
+@command_options()
 def report_cmd(
-    ctx: typer.Context,
     runs: Annotated[list[str],
                     typer.Argument(help="Run directories (finetune, distill, evaluate, quantize, export, bench, drift, "
                                         "pipeline).")],
@@ -74,9 +71,6 @@ def report_cmd(
                       typer.Option("--output", "-o",
                                    help="Write the Markdown summary here (for a pull-request comment).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing -o file.")] = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Print runs side by side (metrics, sizes, speeds) and write a Markdown summary fit for a pull-request comment.
 
@@ -106,4 +100,4 @@ def report_cmd(
         if r.get("output"):
             stdout().print(f"markdown: {r['output']}", markup=False)
 
-    execute(ctx, job, json_out, quiet, debug, render)
+    return job, render

@@ -7,44 +7,34 @@ from typing import Annotated
 import typer
 
 from nncli.cli.app import app
-from nncli.cli.args import columns, gate_flags, recipe_or_data, split_args
+from nncli.cli.args import TrainingInputs, columns, split_args
 from nncli.cli.options import (
     ArgsArg,
     BatchOpt,
     DataOpt,
-    DebugOpt,
     EpochsOpt,
-    JsonOpt,
     LabelColOpt,
     LrOpt,
     MaxLengthOpt,
-    MaxOpt,
-    MinOpt,
-    ModelOpt,
     OutputOpt,
     OverwriteRunOpt,
     PairColOpt,
-    QuietOpt,
     ResumeOpt,
     SeedOpt,
     TestOpt,
     TextColOpt,
     ValidationOpt,
+    command_options,
 )
-from nncli.cli.output import execute, render_gates, stdout
+from nncli.cli.output import render_gates, stdout
 from nncli.core.errors import UsageError
 
 # ---------------------------------------------------------------------------------------------- finetune
 
 @app.command()
+@command_options(gates=True, training_inputs=True)
 def finetune(
-    ctx: typer.Context,
-    args: ArgsArg = None,
-    model: ModelOpt = None,
-    data: DataOpt = None,
-    validation: ValidationOpt = None,
-    test: TestOpt = None,
-    text_column: TextColOpt = None,
+    inputs: TrainingInputs,
     text_pair_column: PairColOpt = None,
     label_column: LabelColOpt = None,
     output: OutputOpt = None,
@@ -67,11 +57,6 @@ def finetune(
         "--find-lr", help="Run a learning-rate range test, plot it and suggest a rate (no training).", metavar="")] = False,
     use_found_lr: Annotated[bool, typer.Option("--use-found-lr", help="Run the range test, then train with its suggested rate.",
                                                metavar="")] = False,
-    min_: MinOpt = None,
-    max_: MaxOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Fine-tune a text classifier (or a language model, or an image classifier), LoRA by default, with an honest report.
 
@@ -90,25 +75,20 @@ def finetune(
 
       nncli finetune --model google/vit-base-patch16-224 --data photos/ --test photos-test/ -o runs/photos  # <label>/*.jpg
     """
-    def job():
+    def job(gates):
         from nncli.recipe.load import load_recipe
-        from nncli.recipe.shipped import find_recipe
         from nncli.train import finetune as ft
 
-        recipe_name, overrides = split_args(args)
-        recipe_name, train = recipe_or_data(recipe_name, data)   # nncli finetune my.csv ...
-        path = find_recipe(recipe_name) if recipe_name else None
-        flags = {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
-                 "data.text_column": columns(text_column),
-                 "data.text_pair_column": text_pair_column, "data.label_column": label_column, "output": output,
-                 "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
-                 "data.max_length": max_length, "train.seed": seed, "task": task, "data.prompt_column": prompt_column,
-                 "data.completion_column": completion_column, "data.messages_column": messages_column}
-        recipe = load_recipe("finetune", path, overrides, flags, gates=gate_flags(min_, max_))
+        path, overrides, flags = inputs.resolve(label_column)
+        flags |= {"data.text_pair_column": text_pair_column, "output": output,
+                  "train.epochs": epochs, "train.lr": lr, "method": method, "train.batch_size": batch_size,
+                  "data.max_length": max_length, "train.seed": seed, "task": task, "data.prompt_column": prompt_column,
+                  "data.completion_column": completion_column, "data.messages_column": messages_column}
+        recipe = load_recipe("finetune", path, overrides, flags, gates=gates)
         return ft.run(recipe, resume=resume, overwrite=overwrite, dry_run=dry_run,
                       find_lr="use" if use_found_lr else ("report" if find_lr else None))
 
-    execute(ctx, job, json_out, quiet, debug, _render_finetune)
+    return job, _render_finetune
 
 
 def _render_finetune(report: dict) -> None:
@@ -155,8 +135,8 @@ def _render_finetune(report: dict) -> None:
 # ---------------------------------------------------------------------------------------------- distill
 
 @app.command()
+@command_options(gates=True)
 def distill(
-    ctx: typer.Context,
     args: ArgsArg = None,
     teacher: Annotated[str | None,
                        typer.Option("--teacher", help="The fine-tuned teacher: a run directory or model directory.")] = None,
@@ -182,11 +162,6 @@ def distill(
         "--min-retention", help="Gate: fail (exit 5) if student/teacher metric is below this (e.g. 0.97).")] = None,
     resume: ResumeOpt = False,
     overwrite: OverwriteRunOpt = False,
-    min_: MinOpt = None,
-    max_: MaxOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Distil a fine-tuned teacher (texts or images) into a smaller, faster student: retention, speed-up, gain over no teacher.
 
@@ -200,7 +175,7 @@ def distill(
 
       nncli distill --teacher runs/digits --student depths=1-1 --data recipes/data/digits -o runs/digits-student
     """
-    def job():
+    def job(gates):
         from nncli.recipe.load import load_recipe
         from nncli.recipe.shipped import find_recipe
         from nncli.train import distill as ds
@@ -212,13 +187,13 @@ def distill(
                  "data.label_column": label_column, "output": output, "distill.transfer_data": transfer_data,
                  "distill.alpha": alpha, "distill.temperature": temperature, "train.epochs": epochs, "train.lr": lr,
                  "distill.control": control}
-        gates = gate_flags(min_, max_)
+        gates = gates
         if min_retention is not None:
             gates["min"]["retention"] = min_retention
         recipe = load_recipe("distill", path, overrides, flags, gates=gates)
         return ds.run(recipe, resume=resume, overwrite=overwrite)
 
-    execute(ctx, job, json_out, quiet, debug, _render_distill)
+    return job, _render_distill
 
 
 def _render_distill(r: dict) -> None:
@@ -252,14 +227,9 @@ def _render_distill(r: dict) -> None:
 # ---------------------------------------------------------------------------------------------- sweep
 
 @app.command()
+@command_options(training_inputs=True)
 def sweep(
-    ctx: typer.Context,
-    args: ArgsArg = None,
-    model: ModelOpt = None,
-    data: DataOpt = None,
-    validation: ValidationOpt = None,
-    test: TestOpt = None,
-    text_column: TextColOpt = None,
+    inputs: TrainingInputs,
     label_column: LabelColOpt = None,
     trials: Annotated[int, typer.Option(metavar="N", help="Trial budget (shared by every worker on the study).",
                                         show_default=True)] = 20,
@@ -270,9 +240,6 @@ def sweep(
     study_name: Annotated[str | None, typer.Option(help="Study name, the same for workers sharing a storage "
                                                         "(default: the recipe's name).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Sweep directory (default runs/<name>-sweep).")] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Search hyperparameters with Optuna (TPE + pruning on the validation metric); each trial is a finetune run.
 
@@ -286,15 +253,9 @@ def sweep(
     """
     def job():
         from nncli.recipe.load import load_recipe
-        from nncli.recipe.shipped import find_recipe
         from nncli.train import sweep as sw
 
-        recipe_name, overrides = split_args(args)
-        recipe_name, train = recipe_or_data(recipe_name, data)   # nncli finetune my.csv ...
-        path = find_recipe(recipe_name) if recipe_name else None
-        flags = {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
-                 "data.text_column": columns(text_column), "data.label_column": label_column}
-        recipe = load_recipe("finetune", path, overrides, flags)
+        recipe = load_recipe("finetune", *inputs.resolve(label_column))
         return sw.run(recipe, trials=trials, timeout=timeout, metric=metric, storage=storage, study_name=study_name,
                       output=output)
 
@@ -315,28 +276,20 @@ def sweep(
                       markup=False)
         out.print(f"best run: {r['best']['run_dir']}", markup=False)
 
-    execute(ctx, job, json_out, quiet, debug, render)
+    return job, render
 
 
 
 # ---------------------------------------------------------------------------------------------- validate
 
 @app.command()
+@command_options(training_inputs=True)
 def validate(
-    ctx: typer.Context,
-    args: ArgsArg = None,
-    model: ModelOpt = None,
-    data: DataOpt = None,
-    validation: ValidationOpt = None,
-    test: TestOpt = None,
-    text_column: TextColOpt = None,
+    inputs: TrainingInputs,
     label_column: LabelColOpt = None,
     strict: Annotated[bool,
                       typer.Option("--strict", help="Treat warnings (leakage, duplicates, truncation...) as failures (exit 3).",
                                    metavar="")] = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ):
     """Pre-flight a finetune recipe: schema, data, labels, leakage, token lengths, memory and time estimate.
 
@@ -348,16 +301,9 @@ def validate(
     """
     def job():
         from nncli.recipe.load import load_recipe
-        from nncli.recipe.shipped import find_recipe
-
-        recipe_name, overrides = split_args(args)
-        recipe_name, train = recipe_or_data(recipe_name, data)   # nncli finetune my.csv ...
-        path = find_recipe(recipe_name) if recipe_name else None
-        flags = {"model.name": model, "data.train": train, "data.validation": validation, "data.test": test,
-                 "data.text_column": columns(text_column),
-                 "data.label_column": label_column}
         from nncli.recipe.shipped import recipe_command
 
+        path, overrides, flags = inputs.resolve(label_column)
         cmd = recipe_command(path) if path else "finetune"
         if cmd not in ("finetune", "distill"):
             raise UsageError(f"nncli validate checks finetune and distill recipes; {path} is a '{cmd}' recipe",
@@ -371,5 +317,4 @@ def validate(
 
         return check(recipe, strict=strict)
 
-    execute(ctx, job, json_out, quiet, debug, lambda r: stdout().print(r["summary"] + f"\nok: {len(r['warnings'])} warning(s)",
-                                                                       markup=False))
+    return job, lambda r: stdout().print(r["summary"] + f"\nok: {len(r['warnings'])} warning(s)", markup=False)

@@ -32,6 +32,32 @@ class NncliError(Exception):
         return self.message
 
 
+class Problems:
+    """Every problem at once: each `with problems:` block records the NncliError it raises and the code goes on;
+    raise_all() then raises the one problem, or all of them as one error with a line each."""
+
+    def __init__(self, summary: str = "problems found before training"):
+        self.summary = summary
+        self.errors: list[NncliError] = []
+
+    def __enter__(self) -> Problems:
+        return self
+
+    def __exit__(self, kind, error, tb) -> bool:
+        if isinstance(error, NncliError):
+            self.errors.append(error)
+            return True
+        return False
+
+    def raise_all(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise NncliError(f"{len(self.errors)} {self.summary}", "fix them all, then run again",
+                             code=max(e.code for e in self.errors),
+                             details=[e.message + (f" ({e.hint})" if e.hint else "") for e in self.errors])
+
+
 class UsageError(NncliError):
     code = ExitCode.USAGE
 

@@ -291,17 +291,9 @@ def _to_split(split: str, raw, label_names: list[str]) -> ImageSplit:
 
 
 def stratified(train: ImageSplit, fraction: float, seed: int, notes: list[str]) -> tuple[ImageSplit, ImageSplit]:
-    from collections import Counter
+    from nncli.io.labelled import holdout
 
-    from sklearn.model_selection import train_test_split
-
-    counts = Counter(train.labels)
-    n_val = max(len(counts), int(round(len(train) * fraction)))
-    if len(train) - n_val < len(counts):
-        raise InputError(f"train has only {len(train)} images: too few to hold out a validation split",
-                         "add images, or pass a separate validation folder (--validation)")
-    stratify = train.labels if min(counts.values()) >= 2 else None
-    if stratify is None:
-        notes.append("validation split is not stratified: some classes have a single image")
-    tr, va = train_test_split(list(range(len(train))), test_size=n_val, random_state=seed, shuffle=True, stratify=stratify)
-    return train.subset(sorted(tr)), train.subset(sorted(va), name="validation")
+    tr, va = holdout(train.labels, fraction, seed, notes, too_few=f"train has only {len(train)} images",
+                     fix="add images, or pass a separate validation folder (--validation)",
+                     single="some classes have a single image")
+    return train.subset(tr), train.subset(va, name="validation")

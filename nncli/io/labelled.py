@@ -295,24 +295,35 @@ def validation_share(counts: dict, fraction: float, min_per_class: int) -> float
     return max(fraction, min(MAX_VALIDATION_SHARE, min_per_class / min(counts.values())))
 
 
-def stratified_split(train: Split, fraction: float, seed: int, notes: list[str], min_per_class: int = 0) -> tuple[Split, Split]:
+def holdout(labels: list, share: float, seed: int, notes: list[str], *, too_few: str, fix: str,
+            single: str) -> tuple[list[int], list[int]]:
+    """The sorted (train, validation) indices of a seeded split that holds out `share` of the rows (at least one per
+    class), stratified by label when every class has two rows (else notes say `single`); `too_few` and `fix` make the
+    error when fewer rows than classes would be left to train on (texts and images alike)."""
     from collections import Counter
 
     from sklearn.model_selection import train_test_split
 
-    idx = list(range(len(train)))
+    counts = Counter(labels)
+    n_val = max(len(counts), int(round(len(labels) * share)))
+    if len(labels) - n_val < len(counts):
+        raise InputError(f"{too_few}: too few to hold out a validation split", fix)
+    stratify = labels if min(counts.values()) >= 2 else None
+    if stratify is None:
+        notes.append(f"validation split is not stratified: {single}")
+    tr, va = train_test_split(list(range(len(labels))), test_size=n_val, random_state=seed, shuffle=True, stratify=stratify)
+    return sorted(tr), sorted(va)
+
+
+def stratified_split(train: Split, fraction: float, seed: int, notes: list[str], min_per_class: int = 0) -> tuple[Split, Split]:
+    from collections import Counter
+
     counts = Counter(train.labels)
     share = validation_share(counts, fraction, min_per_class)
-    n_val = max(len(counts), int(round(len(idx) * share)))
-    if len(idx) - n_val < len(counts):
-        raise InputError(f"train data has only {len(idx)} usable rows: too few to hold out a validation split",
-                         "add data, or pass a separate validation file (--validation)")
-    stratify = train.labels if min(counts.values()) >= 2 else None
-    if stratify is None:
-        rare = [k for k, v in counts.items() if v < 2]
-        notes.append(f"validation split is not stratified: {len(rare)} class(es) have a single example")
-    tr, va = train_test_split(idx, test_size=n_val, random_state=seed, shuffle=True, stratify=stratify)
-    a, b = subset(train, sorted(tr)), subset(train, sorted(va))
+    tr, va = holdout(train.labels, share, seed, notes, too_few=f"train data has only {len(train)} usable rows",
+                     fix="add data, or pass a separate validation file (--validation)",
+                     single=f"{sum(v < 2 for v in counts.values())} class(es) have a single example")
+    a, b = subset(train, tr), subset(train, va)
     b.name = "validation"
     b.rows_read = 0
     rarest = min(Counter(b.labels).values()) if len(set(b.labels)) == len(counts) else 0

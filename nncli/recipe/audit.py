@@ -6,18 +6,14 @@ from typing import Literal, Union
 
 from pydantic import Field, model_validator
 
-from nncli.recipe.base import GatesSpec, Strict
+from nncli.recipe.base import DataFiles, GatesSpec, Strict
 
 
-class AuditDataSpec(Strict):
+class AuditDataSpec(DataFiles):
     train: str | None = Field(None, description="the data to audit (DATA): a file or hub dataset id; --fix cleans a copy of it")
     validation: str | None = Field(None, description="optional validation file: audited too, and checked for overlap with train")
     test: str | None = Field(None, description="optional test file: audited too, and checked for overlap with train/validation")
-    config: str | None = Field(None, description="hub dataset configuration name")
-    train_split: str = "train"
     validation_split: str | None = Field(None, description="hub split name for validation")
-    test_split: str | None = Field(None, description="hub split name for test")
-    text_column: Union[str, list[str]] = Field("text", description="text column; a list means: the first one each file has")
     text_pair_column: str | None = None
     label_column: Union[str, list[str]] = "label"
     encoding: str = Field("utf-8", description="text encoding of local files")

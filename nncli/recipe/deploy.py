@@ -6,7 +6,7 @@ from typing import Literal, Union
 
 from pydantic import Field, model_validator
 
-from nncli.recipe.base import Strict
+from nncli.recipe.base import OneModel, Strict
 
 
 class ParitySpec(Strict):
@@ -18,7 +18,7 @@ class ParitySpec(Strict):
     max_flipped: int = Field(0, ge=0, description="largest acceptable number of changed top-1 predictions")
 
 
-class ExportRecipe(Strict):
+class ExportRecipe(OneModel):
     command: Literal["export"] = "export"
     name: str | None = None
     task: Literal["auto", "sequence-classification", "causal-lm", "image-classification"] = "auto"
@@ -30,12 +30,6 @@ class ExportRecipe(Strict):
     trust_remote_code: bool = False
     allow_pickle: bool = False
 
-    @model_validator(mode="after")
-    def _check(self):
-        if not self.model:
-            raise ValueError("model: required (a run directory, model directory or hub id)")
-        return self
-
 
 class QuantDataSpec(Strict):
     path: str | None = Field(None, description="labelled data to measure accuracy on (images: a <folder>/<label>/ folder or "
@@ -46,7 +40,8 @@ class QuantDataSpec(Strict):
     limit: int | None = Field(None, ge=1, description="measure accuracy on at most N rows")
 
 
-class QuantizeRecipe(Strict):
+class QuantizeRecipe(OneModel):
+    MODEL_KINDS = "a run directory or model directory"
     command: Literal["quantize"] = "quantize"
     name: str | None = None
     model: str | None = Field(None, description="run directory or model directory (a sequence classifier)")
@@ -63,12 +58,6 @@ class QuantizeRecipe(Strict):
     seq_len: int = Field(128, ge=8, description="sequence length for the latency/throughput measurement")
     threads: int | None = Field(None, ge=1)
     min_seconds: float = Field(2.0, gt=0, description="time each latency measurement at least this long")
-
-    @model_validator(mode="after")
-    def _check(self):
-        if not self.model:
-            raise ValueError("model: required (a run directory or model directory)")
-        return self
 
 
 class BenchRecipe(Strict):

@@ -12,7 +12,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from nncli.recipe.base import GatesSpec, ModelSpec, Strict
+from nncli.recipe.base import DataFiles, GatesSpec, ModelSpec, Strict
 
 DEFAULT_LR = {"lora": 5e-4, "full": 1e-4}
 
@@ -24,15 +24,7 @@ class AugmentSpec(Strict):
     synonyms: str | None = Field(None, description="word-group file for synonym replacement; default: the shipped list")
 
 
-class DataBase(Strict):
-    train: str | None = Field(None, description="training data: CSV/TSV/JSON/JSONL/parquet file or hub dataset id")
-    validation: str | None = Field(None, description="validation file; default: a stratified split of train")
-    test: str | None = Field(None, description="optional test file, scored once at the end")
-    config: str | None = Field(None, description="hub dataset configuration name")
-    train_split: str = "train"
-    validation_split: str | None = Field(None, description="hub split name for validation (e.g. validation)")
-    test_split: str | None = Field(None, description="hub split name for test")
-    text_column: Union[str, list[str]] = Field("text", description="text column; a list means: the first one each file has")
+class DataBase(DataFiles):
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5,
                                        description="share of train held out when there is no validation file")
     max_train_samples: int | None = Field(None, ge=1, description="use a seeded random subset of N training rows")

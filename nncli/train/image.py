@@ -6,29 +6,24 @@ merged/ (AutoModelForImageClassification + AutoImageProcessor) and adapter/ (pef
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from nncli.core import console
-from nncli.core.errors import InputError, NncliError
+from nncli.core.errors import InputError, Problems
 from nncli.evaluate import metrics as M
 from nncli.train import classifier
+from nncli.train.preflight import Checked
 
 METRIC_NAMES = ("accuracy", "macro_f1", "loss")
 PROBE_MAX_TRAIN = 10_000
 
 
 @dataclass
-class ImagePreflight:
+class ImagePreflight(Checked):
     data: object = None
-    model_path: str | None = None
     processor: object = None
-    config: object = None
-    warnings: list[str] = field(default_factory=list)
-    info: list[str] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
-    estimate: dict = field(default_factory=dict)
     probe: dict | None = None            # the linear-probe baseline, computed once on the model as loaded
 
 
@@ -57,25 +52,16 @@ def prepare(recipe) -> ImagePreflight:
     from nncli.io.images import load_images
     from nncli.io.models import load_config, resolve
 
-    pf, errors = ImagePreflight(), []
-    try:
+    pf, problems = ImagePreflight(), Problems()
+    with problems:
         pf.data = load_images(recipe.data, seed=recipe.train.seed)
-    except NncliError as e:
-        errors.append(e)
-    try:
+    with problems:
         resolved = resolve(recipe.model.name, recipe.model.revision, recipe.model.allow_pickle)
         pf.model_path = resolved.path
         pf.config = load_config(resolved.path, recipe.model.trust_remote_code)
         check_vision_config(pf.config, recipe.model.name)
         pf.processor = load_processor(resolved.path, recipe.model.trust_remote_code)
-    except NncliError as e:
-        errors.append(e)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise NncliError(f"{len(errors)} problems found before training", "fix them all, then run again",
-                         code=max(e.code for e in errors),
-                         details=[e.message + (f" ({e.hint})" if e.hint else "") for e in errors])
+    problems.raise_all()
     _summarise(pf, recipe)
     for w in pf.warnings:
         console.warn(w)

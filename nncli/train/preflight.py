@@ -11,16 +11,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nncli.core.errors import EnvironmentProblem, InputError, NncliError, UsageError
+from nncli.core.errors import EnvironmentProblem, InputError, Problems, UsageError
 from nncli.io.labelled import LabelledData, load_labelled
 
 
 @dataclass
-class Preflight:
-    data: LabelledData | None = None
+class Checked:
+    """What every pre-flight (texts, images) finds besides its data: the model, the notes for the report, the estimate."""
     model_path: str | None = None
-    max_length: int = 128
-    tokenizer: object = None
     config: object = None
     warnings: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)
@@ -28,34 +26,31 @@ class Preflight:
     estimate: dict = field(default_factory=dict)
 
 
+@dataclass
+class Preflight(Checked):
+    data: LabelledData | None = None
+    max_length: int = 128
+    tokenizer: object = None
+
+
 def run(recipe, *, check_memory: bool = True) -> Preflight:
     from nncli.io.models import check_tokenizer_matches, load_tokenizer, resolve
 
-    pf = Preflight()
-    errors: list[NncliError] = []
-    try:
+    pf, problems = Preflight(), Problems()
+    with problems:
         pf.data = load_labelled(recipe.data, seed=recipe.train.seed)
-    except NncliError as e:
-        errors.append(e)
-    try:
-        resolved = resolve(recipe.model.name, recipe.model.revision, recipe.model.allow_pickle)
-        pf.model_path = resolved.path
-        from transformers import AutoConfig
+    with problems:
+        try:
+            pf.model_path = resolve(recipe.model.name, recipe.model.revision, recipe.model.allow_pickle).path
+            from transformers import AutoConfig
 
-        pf.config = AutoConfig.from_pretrained(resolved.path, trust_remote_code=recipe.model.trust_remote_code)
-        pf.tokenizer = load_tokenizer(resolved.path, recipe.model.trust_remote_code)
-        check_tokenizer_matches(pf.tokenizer, pf.config, resolved.path)
-    except NncliError as e:
-        errors.append(e)
-    except ValueError as e:
-        errors.append(InputError(f"cannot read the model config of {recipe.model.name}: {str(e).splitlines()[0][:200]}",
-                                 "the architecture may need model.trust_remote_code=true"))
-    if errors:
-        if len(errors) == 1:
-            raise errors[0]
-        code = max(e.code for e in errors)
-        raise NncliError(f"{len(errors)} problems found before training", "fix them all, then run again",
-                         code=code, details=[e.message + (f" ({e.hint})" if e.hint else "") for e in errors])
+            pf.config = AutoConfig.from_pretrained(pf.model_path, trust_remote_code=recipe.model.trust_remote_code)
+            pf.tokenizer = load_tokenizer(pf.model_path, recipe.model.trust_remote_code)
+            check_tokenizer_matches(pf.tokenizer, pf.config, pf.model_path)
+        except ValueError as e:
+            raise InputError(f"cannot read the model config of {recipe.model.name}: {str(e).splitlines()[0][:200]}",
+                             "the architecture may need model.trust_remote_code=true") from None
+    problems.raise_all()
     _data_checks(pf, recipe)
     _estimate(pf, recipe, check_memory)
     return pf
