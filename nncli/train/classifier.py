@@ -140,7 +140,7 @@ def selection(report, data, task, state) -> dict:
            "validation_source": "file" if data.validation.rows_read else "stratified hold-out of train",
            "validation_rows": v["n"], "validation_class_counts": counts, "best_step": state.best_step,
            "majority_accuracy": round(float(task.majority_accuracy), 4), "value": v.get(metric)}
-    if report["training"].get("head_init", {}).get("method") == "linear_probe":
+    if report.get("training", {}).get("head_init", {}).get("method") == "linear_probe":
         out["kept"] = ("the linear-probe start: no fine-tuned checkpoint ranked above it on validation" if state.best_step == 0
                        else "a fine-tuned checkpoint (it ranked above the linear-probe start on validation)")
     if metric in v.get("ci95", {}):
