@@ -105,9 +105,9 @@ class ClassifierTrain(TrainBase):
     class_weights: Literal["balanced", "sqrt", "none"] = Field("balanced", description="loss weights: inverse class "
                                                               "frequency, its square root, or none")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    head_init: Literal["auto", "linear_probe", "random"] = Field(
-        "auto", description="start of a new classification head: a linear probe on the frozen features (LP-FT; auto does "
-        "this for a new head and keeps a head that came with the checkpoint) or random")
+    head_init: Literal["random", "linear_probe"] = Field(
+        "random", description="start of a new classification head: random, or a linear probe on the frozen features "
+        "(LP-FT, opt-in: measured on one seed only, see benchmarks/README.md); a head that came with the checkpoint is kept")
 
 
 class LMTrain(TrainBase):

@@ -61,12 +61,14 @@ def build(pf, recipe, report, *, train_split=None):
 
 
 def _head_init(model, task, recipe, report) -> dict:
-    """`auto`: a linear probe for a new head (nncli/train/head_init.py); a head that came with the checkpoint is kept."""
+    """`linear_probe`: a new head starts as a linear probe (nncli/train/head_init.py); a head that came with the
+    checkpoint is kept."""
     from nncli.train.head_init import is_new_head, linear_probe_init
 
-    how = recipe.train.head_init
-    if how == "random" or (how == "auto" and not is_new_head(report["training"].get("newly_initialised", []))):
-        return {"method": "random" if how == "random" else "checkpoint"}
+    if recipe.train.head_init == "random":
+        return {"method": "random"}
+    if not is_new_head(report["training"].get("newly_initialised", [])):
+        return {"method": "checkpoint"}
     return linear_probe_init(model, task, recipe.train.seed) or {"method": "random"}
 
 

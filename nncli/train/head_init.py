@@ -72,7 +72,8 @@ def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, weight: np.ndarray |
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
 
-    mu, sd = x.mean(0), x.std(0) + 1e-6
+    mu, sd = x.mean(0), np.full(x.shape[1], x.std() + 1e-6)   # one scale for all features: a per-feature one would
+    # divide the fitted weights by near-constant features' tiny spread and blow up the logits (and export's parity)
     z = (x - mu) / sd
     present = np.unique(y)
     cw = None if weight is None else {int(c): float(weight[c]) for c in present}

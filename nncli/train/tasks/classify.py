@@ -123,7 +123,7 @@ def build_model(model_path: str, label_names: list[str], recipe, report: dict):
         if pool is None:
             mode, why = "cls", f"mean pooling is not supported for {type(model).__name__}; the [CLS] pooler is used"
             console.warn(why)
-        elif pooling.identity_pooler(model):
+        elif getattr(getattr(recipe, "train", None), "head_init", "random") == "linear_probe" and pooling.identity_pooler(model):
             why += "; the pooler starts as the identity"
     frozen = [f"encoder.layer.{pool}"] if pool is not None else []
     training = {"fully_trained_modules": ["all"], "pooling": {"mode": mode, "why": why, "built_layer": pool}}
