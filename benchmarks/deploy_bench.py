@@ -51,7 +51,7 @@ def main() -> None:
     sh("export", str(run), "--overwrite")
     q = sh("quantize", str(run), "--max-drop", "1.0", "--overwrite", "min_seconds=3")
 
-    from nncli.deploy.bench import make_batch, measure
+    from nncli.core.timing import measure
     from nncli.io.inference import load_classifier, quantize_dynamic_int8, release
     from nncli.io.labelled import read_texts
 
@@ -85,8 +85,8 @@ def main() -> None:
             clf = make()
             loads.append(os.getloadavg()[0])
             for b in (1, 32):
-                batch = make_batch(clf, b, 128)
-                m = measure(lambda clf=clf, batch=batch: clf._forward(batch), warmup=2, min_repeats=5 if b == 32 else 20,
+                batch = clf.synthetic_batch(b, 128)
+                m = measure(lambda clf=clf, batch=batch: clf.forward(batch), warmup=2, min_repeats=5 if b == 32 else 20,
                             min_seconds=1.0)
                 times[name][b].append(m["p50_ms"])
             release(clf)
