@@ -57,7 +57,7 @@ def main() -> None:
 
     def torch_int8():
         c = load_classifier(str(run))
-        c._model = quantize_dynamic_int8(c._model)
+        c.model = quantize_dynamic_int8(c.model)
         c.backend = "torch-int8"
         return c
 
