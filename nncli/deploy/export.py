@@ -34,15 +34,14 @@ def run(recipe: ExportRecipe, *, overwrite: bool = False) -> dict:
     source = resolve(recipe.model, None, recipe.allow_pickle)
     task = recipe.task if recipe.task != "auto" else detect_task(source.path)
     run_dir = run_dir_for(recipe.model)
-    if task == "image-classification":
-        from nncli.deploy import export_images
-
-        return export_images.run(recipe, source, run_dir, overwrite=overwrite)
+    if task == "image-classification" and recipe.format != "onnx":
+        raise UsageError("export of image classifiers supports format=onnx (merged/ already is the safetensors model)",
+                         "drop --format, or use the run's merged/ folder")
     default_out = (run_dir / ("onnx" if recipe.format == "onnx" else "export")) if run_dir else None
     if recipe.output is None and default_out is None:
         raise UsageError("export needs --output DIR (the model is not a run directory)", "pass --output exports/my-model")
     out = RunDir(recipe.output or default_out, command="export")
-    texts = _parity_texts(recipe, run_dir, task)          # every input is read before the output is touched
+    texts = _parity_inputs(recipe, run_dir, task)         # every input is read before the output is touched
     inputs = [source.path, recipe.parity.data,
               run_dir / "recipe.yaml" if run_dir is not None and not recipe.parity.data else None]
     out.prepare(overwrite=overwrite, inputs=inputs)
@@ -86,7 +85,8 @@ def _export_and_check(recipe: ExportRecipe, source, task: str, texts: list[str],
     hold("export.staged")
     stop.check()
 
-    console.log(f"parity: comparing {recipe.format} export with {recipe.model} on {len(texts)} texts")
+    noun = "images" if task == "image-classification" else "texts"
+    console.log(f"parity: comparing {recipe.format} export with {recipe.model} on {len(texts)} {noun}")
     parity = _parity(source.path, staging, texts, task, recipe)
     passed = parity["max_abs_diff"] <= recipe.parity.atol and parity["flipped"] <= recipe.parity.max_flipped
     report["parity"] = parity
@@ -131,9 +131,14 @@ def _move_into_place(staging: Path, out: RunDir, files: list[str], passed: bool,
         report["artifacts"] = {"rejected": "rejected"}
 
 
-def _parity_texts(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list[str]:
+def _parity_inputs(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list[str]:
+    """Real inputs for the parity check: texts, or image paths for an image classifier."""
     from nncli.io.labelled import load_labelled, read_texts
 
+    if task == "image-classification":
+        from nncli.deploy.export_images import parity_images
+
+        return sample(parity_images(recipe, run_dir), recipe.parity.samples)
     if recipe.parity.data:
         s, _, _ = read_texts(recipe.parity.data, recipe.parity.text_column, role="parity")
         texts = s.texts
@@ -153,10 +158,14 @@ def _parity_texts(recipe: ExportRecipe, run_dir: Path | None, task: str) -> list
     else:
         raise UsageError("export needs texts for the parity check: the model is not a run directory",
                          "pass --data FILE (real inputs, e.g. your validation data) and --text-column")
-    if len(texts) > recipe.parity.samples:
-        rng = np.random.default_rng(0)
-        texts = [texts[i] for i in sorted(rng.choice(len(texts), recipe.parity.samples, replace=False))]
-    return texts
+    return sample(texts, recipe.parity.samples)
+
+
+def sample(items: list[str], n: int) -> list[str]:
+    """At most n of the items, a seeded sample in their original order."""
+    if len(items) <= n:
+        return items
+    return [items[i] for i in sorted(np.random.default_rng(0).choice(len(items), n, replace=False))]
 
 
 def export_onnx(src: str, dest: Path, task: str, recipe: ExportRecipe) -> None:
@@ -165,7 +174,8 @@ def export_onnx(src: str, dest: Path, task: str, recipe: ExportRecipe) -> None:
 
     from optimum.exporters.onnx import main_export
 
-    hf_task = "text-generation-with-past" if task == "causal-lm" else "text-classification"
+    hf_task = {"causal-lm": "text-generation-with-past", "image-classification": "image-classification"}.get(
+        task, "text-classification")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         level = logging.getLogger("optimum").level
@@ -193,6 +203,10 @@ def _export_safetensors(src: str, dest: Path, task: str, recipe: ExportRecipe) -
 def _parity(src: str, dest: Path, texts: list[str], task: str, recipe: ExportRecipe) -> dict:
     if task == "causal-lm":
         a, b = _lm_logits(src, texts, "torch", recipe), _lm_logits(str(dest), texts, recipe.format, recipe)
+    elif task == "image-classification":
+        from nncli.deploy.export_images import image_logits
+
+        a, b = image_logits(src, dest, texts, recipe)
     else:
         from nncli.io.inference import load_classifier
 

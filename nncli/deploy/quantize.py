@@ -48,37 +48,35 @@ def candidates_for(method: str, backend: str) -> list[str]:
 
 
 def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> RunReport:
-    from nncli.io.inference import load_classifier, map_labels
-    from nncli.io.models import resolve, run_dir_for
+    from nncli.io.inference import map_labels
+    from nncli.io.models import detect_task, resolve, run_dir_for
 
     timer = Timer()
     source = resolve(recipe.model)
     run_dir = run_dir_for(recipe.model)
-    from nncli.io.models import detect_task
-
     if detect_task(source.path) == "image-classification":
-        from nncli.deploy import quantize_images
-
-        return quantize_images.run(recipe, source, run_dir, overwrite=overwrite)
+        from nncli.deploy.quantize_images import ImageKind as Kind
+    else:
+        Kind = TextKind
+    kind = Kind(recipe, source, run_dir)
+    names = kind.candidates()
     out_path = Path(recipe.output) if recipe.output else (run_dir / "quantized" if run_dir else None)
     if out_path is None:
         raise UsageError("quantize needs --output DIR (the model is not a run directory)", "pass --output models/int8")
-    data = _data(recipe, run_dir)
-    names = candidates_for(recipe.method, recipe.backend)
+    data = kind.data()
     out = RunDir(out_path, command="quantize")
     inputs = [source.path, recipe.data.path, run_dir / "recipe.yaml" if run_dir is not None and not recipe.data.path else None]
     out.check(overwrite=overwrite, inputs=inputs)    # fail fast; the directory is prepared only when a candidate qualifies
-    ref = load_classifier(source.path, threads=recipe.threads)
+    ref = kind.load(source.path)
     data["y"] = np.asarray(map_labels(data["labels"], ref.label_names, data["source"]))
-    report = base_report("quantize", recipe.name, task="sequence-classification")
+    report = base_report("quantize", recipe.name, task=kind.task)
     report.update(source={"model": recipe.model, "path": source.path}, environment=environment(recipe.threads),
-                  data={"source": data["source"], "labelled_rows": len(data["texts"]), "texts_for_flips": len(data["all_texts"]),
-                        "calibration_texts": len(data["calib"])},
+                  data={"source": data["source"], "labelled_rows": len(data["inputs"]), **kind.summary(data)},
                   settings={"max_drop_points": recipe.max_drop, "max_flip_rate": recipe.max_flip_rate, "confidence": 0.95,
-                            "batch_size": recipe.batch_size, "seq_len": recipe.seq_len})
+                            "batch_size": recipe.batch_size, **kind.settings()})
     work = Path(tempfile.mkdtemp(prefix="nncli-quantize-"))
     try:
-        rows, built = _measure_all(recipe, source, ref, data, names, work)
+        rows, built = _measure_all(kind, ref, data, names, work)
         report["candidates"] = rows
         passing = [r for r in rows if r.get("status") == "passes"]
         if not passing:
@@ -94,58 +92,109 @@ def run(recipe: QuantizeRecipe, *, overwrite: bool = False) -> RunReport:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _measure_all(recipe, source, ref, data, names, work: Path) -> tuple[list[dict], dict]:
-    from nncli.deploy.int8 import build, export_fp32
-    from nncli.io.inference import load_classifier, release
+class TextKind:
+    """What quantize needs of a sequence classifier (nncli/deploy/quantize_images.py has the image classifier's)."""
+    task, noun = "sequence-classification", "texts"
 
-    console.log(f"fp32 reference: {source.path}; accuracy on {len(data['texts'])} labelled rows ({data['source']}), flips on "
-                f"{len(data['all_texts'])} texts")
-    fp32 = _score(ref, data, recipe)
-    rows = [{"candidate": "fp32 (torch)", "backend": "torch", "size_mb": _size_mb(Path(source.path), "*.safetensors"),
+    def __init__(self, recipe: QuantizeRecipe, source, run_dir: Path | None):
+        self.recipe, self.source, self.run_dir = recipe, source, run_dir
+
+    def candidates(self) -> list[str]:
+        return candidates_for(self.recipe.method, self.recipe.backend)
+
+    def data(self) -> dict:
+        return _data(self.recipe, self.run_dir)
+
+    def summary(self, data: dict) -> dict:
+        return {"texts_for_flips": len(data["all_inputs"]), "calibration_texts": len(data["calib"])}
+
+    def settings(self) -> dict:
+        return {"seq_len": self.recipe.seq_len}
+
+    def load(self, path) -> object:
+        from nncli.io.inference import load_classifier
+
+        return load_classifier(str(path), threads=self.recipe.threads)
+
+    load_built = load
+
+    def export_fp32(self, onnx_dir: Path) -> None:
+        from nncli.deploy.int8 import export_fp32
+
+        export_fp32(self.source.path, onnx_dir)
+
+    def build(self, name: str, onnx_dir: Path | None, work: Path, data: dict, ref) -> Path:
+        from nncli.deploy.int8 import build
+
+        return build(name, self.source.path, onnx_dir, work, data["calib"], ref)
+
+    def prepare(self, ref, data: dict) -> None:
+        pass
+
+    def logits(self, clf, data: dict) -> np.ndarray:
+        return clf.logits(data["all_inputs"], batch_size=32)
+
+    def timed(self, clf) -> tuple:
+        """Two calls to time: a batch of one and a batch of recipe.batch_size, at recipe.seq_len tokens."""
+        seq = min(self.recipe.seq_len, clf.max_length)
+        b1, bn = clf.synthetic_batch(1, seq), clf.synthetic_batch(self.recipe.batch_size, seq)
+        return (lambda: clf.forward(b1)), (lambda: clf.forward(bn))
+
+    def details(self, path: Path) -> dict:
+        return {}
+
+
+def _measure_all(kind, ref, data, names, work: Path) -> tuple[list[dict], dict]:
+    from nncli.io.inference import release
+
+    recipe = kind.recipe
+    console.log(f"fp32 reference: {kind.source.path}; accuracy on {len(data['inputs'])} labelled {kind.noun} "
+                f"({data['source']}), flips on {len(data['all_inputs'])} {kind.noun}")
+    kind.prepare(ref, data)
+    fp32 = _score(kind, ref, data)
+    rows = [{"candidate": "fp32 (torch)", "backend": "torch", "size_mb": _size_mb(Path(kind.source.path), "*.safetensors"),
              **_public(fp32), **_accuracy_interval(fp32, data), "accuracy_drop": 0.0, "flip_rate": 0.0,
              "speedup": 1.0, "status": "reference"}]
     built, onnx_dir = {}, None
     if any(n.startswith("ort") for n in names):
         onnx_dir = work / "fp32-onnx"
         with contextlib.redirect_stdout(sys.stderr):
-            export_fp32(source.path, onnx_dir)
-        clf = load_classifier(str(onnx_dir), threads=recipe.threads)
-        rows.append(_judge("fp32 (onnxruntime)", clf.backend, _size_mb(onnx_dir, "*.onnx"), _score(clf, data, recipe), fp32, data,
-                           recipe, reference=True))
+            kind.export_fp32(onnx_dir)
+        clf = kind.load_built(onnx_dir)
+        rows.append(_judge("fp32 (onnxruntime)", clf.backend, _size_mb(onnx_dir, "*.onnx"), _score(kind, clf, data), fp32,
+                           data, recipe, reference=True))
         release(clf)
     for name in names:
         t = Timer()
         try:
             with contextlib.redirect_stdout(sys.stderr):  # onnxruntime's calibrator prints progress on stdout
-                path = build(name, source.path, onnx_dir, work, data["calib"], ref)
+                path = kind.build(name, onnx_dir, work, data, ref)
         except Exception as e:  # one candidate failing must not hide the others
             console.warn(f"{name}: could not be built ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
             rows.append({"candidate": name, "status": f"error: {type(e).__name__}", "accuracy": None})
             continue
-        clf = load_classifier(str(path), threads=recipe.threads)
+        clf = kind.load_built(path)
         row = _judge(name, clf.backend, _size_mb(path, "*.onnx" if name.startswith("ort") else "*.safetensors"),
-                     _score(clf, data, recipe), fp32, data, recipe)
+                     _score(kind, clf, data), fp32, data, recipe)
         release(clf)
-        row["build_seconds"] = t()
+        row.update(build_seconds=t(), **kind.details(path))
         rows.append(row)
         built[name] = path
         console.log(f"  {name}: accuracy {row['accuracy']:.4f} (drop {row['accuracy_drop'] * 100:+.2f} pts, at most "
                     f"{row['accuracy_drop_upper'] * 100:.2f}), flips {row['flip_rate']:.1%}, "
-                    f"{row['throughput_per_second']:.1f}/s "
-                    f"({row['speedup']:.2f}x), {row['status']}")
+                    f"{row['throughput_per_second']:.1f}/s ({row['speedup']:.2f}x), {row['status']}")
     return rows, built
 
 
-def _score(clf, data: dict, recipe) -> dict:
+def _score(kind, clf, data: dict) -> dict:
     from nncli.core.timing import measure
-    from nncli.io.inference import softmax
 
+    recipe = kind.recipe
     timing = {"min_seconds": recipe.min_seconds, "min_repeats": 5, "warmup": 2}
-    pred_all = softmax(clf.logits(data["all_texts"], batch_size=32)).argmax(1)
+    pred_all = kind.logits(clf, data).argmax(1)
     pred = pred_all[data["labelled_index"]]
-    seq = min(recipe.seq_len, clf.max_length)
-    b1, bn = clf.synthetic_batch(1, seq), clf.synthetic_batch(recipe.batch_size, seq)
-    lat, thr = measure(lambda: clf.forward(b1), **timing), measure(lambda: clf.forward(bn), **timing)
+    one, batch = kind.timed(clf)
+    lat, thr = measure(one, **timing), measure(batch, **timing)
     return {"pred": pred, "pred_all": pred_all, "accuracy": float((pred == data["y"]).mean()), "latency_ms_batch1": lat["p50_ms"],
             "throughput_per_second": recipe.batch_size / (thr["p50_ms"] / 1000)}
 
@@ -219,41 +268,52 @@ def _size_mb(path: Path, pattern: str) -> float:
 
 
 def _data(recipe: QuantizeRecipe, run_dir: Path | None) -> dict:
-    """Labelled held-out rows for the accuracy drop; every text available for the flips; training texts to calibrate."""
+    """Labelled held-out texts for the accuracy drop; every text available for the flips; training texts to calibrate
+    (the labelled texts when the model is not a run directory)."""
     from nncli.io.labelled import load_labelled, read_texts
 
-    texts, labels, extra, calib, source = [], [], [], [], ""
-    if recipe.data.path:
+    def given():
         s, names, _ = read_texts(recipe.data.path, recipe.data.text_column, role="quantize data",
                                  label_column=recipe.data.label_column)
-        texts, labels, source = s.texts, names, s.source
+        return s.texts, names, s.source
+
+    def calibration(train: list[str], labelled: list[str]) -> list[str]:
+        pool = train or labelled
+        return [pool[i] for i in np.random.default_rng(0).permutation(len(pool))[: recipe.calibration_samples]]
+
+    return held_out(recipe, run_dir, given=given, from_run=lambda ft: load_labelled(ft.data, seed=ft.train.seed),
+                    field="texts", calibration=calibration,
+                    words=("rows", "texts", "FILE with --text-column and --label-column (e.g. your validation data)",
+                           "file (a few hundred rows)"))
+
+
+def held_out(recipe, run_dir: Path | None, *, given, from_run, field: str, calibration, words: tuple[str, ...]) -> dict:
+    """The inputs quantize judges on, for text and images alike: labelled held-out inputs for the accuracy drop (--data,
+    else the run's validation and test splits), every distinct input available (plus the run's training inputs) for
+    the flips, and what to calibrate static int8 on. words: (unit, noun, how to pass --data, what a larger one is)."""
+    unit, noun, how, larger = words
+    inputs, labels, extra, source = [], [], [], ""
+    if recipe.data.path:
+        inputs, labels, source = given()
     if run_dir is not None:
         from nncli.recipe.load import load_run_recipe
 
-        ft = load_run_recipe(run_dir)
-        d = load_labelled(ft.data, seed=ft.train.seed)
+        d = from_run(load_run_recipe(run_dir))
         held = [s for s in (d.validation, d.test) if s is not None]
         if not recipe.data.path:
-            texts = [t for s in held for t in s.texts]
+            inputs = [x for s in held for x in getattr(s, field)]
             labels = [d.label_names[i] for s in held for i in s.labels]
             source = f"{run_dir}/recipe.yaml " + " + ".join(s.name for s in held) + " split(s)"
-        extra, calib = d.train.texts, d.train.texts
+        extra = getattr(d.train, field)
     elif not recipe.data.path:
-        raise UsageError("quantize needs labelled data to measure accuracy: the model is not a run directory",
-                         "pass --data FILE with --text-column and --label-column (e.g. your validation data)")
-    if recipe.data.limit and recipe.data.limit < len(texts):
-        texts, labels = texts[: recipe.data.limit], labels[: recipe.data.limit]
-    if len(texts) < 20:
-        raise InputError(f"only {len(texts)} labelled rows to measure accuracy on: too few to judge an accuracy drop",
-                         "pass a larger --data file (a few hundred rows)")
-    all_texts = list(dict.fromkeys(texts + extra))         # every distinct text once; the labelled ones first
-    index = {t: i for i, t in enumerate(all_texts)}
-    rng = np.random.default_rng(0)
-    calib = calib or texts
-    calib = [calib[i] for i in rng.permutation(len(calib))[: recipe.calibration_samples]]
-    return {"texts": texts, "labels": labels, "source": source, "all_texts": all_texts,
-            "labelled_index": np.array([index[t] for t in texts]), "calib": calib}
-
-
-# the judging, shared with image classifiers (nncli/deploy/quantize_images.py)
-judge, refuse, write, size_mb, public, accuracy_interval = _judge, _refuse, _write, _size_mb, _public, _accuracy_interval
+        raise UsageError(f"quantize needs labelled {'data' if noun == 'texts' else noun} to measure accuracy: the model is "
+                         "not a run directory", f"pass --data {how}")
+    if recipe.data.limit and recipe.data.limit < len(inputs):
+        inputs, labels = inputs[: recipe.data.limit], labels[: recipe.data.limit]
+    if len(inputs) < 20:
+        raise InputError(f"only {len(inputs)} labelled {unit} to measure accuracy on: too few to judge an accuracy drop",
+                         f"pass a larger --data {larger}")
+    all_inputs = list(dict.fromkeys(inputs + extra))       # every distinct input once; the labelled ones first
+    index = {x: i for i, x in enumerate(all_inputs)}
+    return {"inputs": inputs, "labels": labels, "source": source, "all_inputs": all_inputs,
+            "labelled_index": np.array([index[x] for x in inputs]), "calib": calibration(extra, inputs)}

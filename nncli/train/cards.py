@@ -23,24 +23,28 @@ def _front_matter(recipe, report, pipeline_tag: str, metrics: list[tuple[str, st
     return lines + ["---", ""]
 
 
-model_card_front_matter = _front_matter      # public name for the other task modules (image classification)
-
-
-def classifier_card(report, recipe) -> str:
-    d, t = report["data"], report["training"]
+def classifier_card_head(report, recipe, pipeline_tag: str, what: str, lora: str, unit: str) -> tuple[list[str], str]:
+    """The opening every classifier card shares (text and images): front matter with the primary split's accuracy and
+    macro-F1, title, the first alarm in bold, and the data table (one row a split, `unit` counted); and that split."""
     primary = "test" if "test" in report["metrics"] else "validation"
-    m0 = report["metrics"][primary]
-    lines = _front_matter(recipe, report, "text-classification",
+    m0, d = report["metrics"][primary], report["data"]
+    lines = _front_matter(recipe, report, pipeline_tag,
                           [("accuracy", f"{primary} accuracy", m0["accuracy"]), ("f1", f"{primary} macro-F1", m0["macro_f1"])])
-    lora = f", LoRA r={recipe.lora.r}" if recipe.method == "lora" else ""
-    lines += [f"# {recipe.name or 'nncli run'}", "", f"Sequence classifier fine-tuned by nncli {report['nncli_version']} from "
+    lines += [f"# {recipe.name or 'nncli run'}", "", f"{what} fine-tuned by nncli {report['nncli_version']} from "
               f"`{recipe.model.name}` ({recipe.method}{lora}).", ""]
     alarm = next((w for w in report["warnings"] if w.startswith(("BELOW BASELINES", "COLLAPSED"))), None)
     if alarm:
         lines += [f"**{alarm}**", ""]
-    lines += ["## Data", "", "| split | rows | classes |", "|---|---|---|"]
+    lines += ["## Data", "", f"| split | {unit} | classes |", "|---|---|---|"]
     for name, r in d["rows"].items():
         lines.append(f"| {name} | {r['kept']} | " + ", ".join(f"{k}: {v}" for k, v in d["class_counts"][name].items()) + " |")
+    return lines, primary
+
+
+def classifier_card(report, recipe) -> str:
+    d, t = report["data"], report["training"]
+    lora = f", LoRA r={recipe.lora.r}" if recipe.method == "lora" else ""
+    lines, primary = classifier_card_head(report, recipe, "text-classification", "Sequence classifier", lora, "rows")
     lines += ["", f"Labels: {', '.join(d['label_names'])}. Data fingerprint `{d['fingerprint']}`. Texts truncated to "
               f"{d['tokens']['max_length']} tokens ({d['tokens'].get('max_length_chosen', '')}).", "",
               "## Results (95% bootstrap confidence intervals)", "",

@@ -93,23 +93,11 @@ def _with_ci(m: dict, k: str) -> str:
 
 
 def image_card(report, recipe) -> str:
-    from nncli.train.cards import model_card_front_matter
+    from nncli.train.cards import classifier_card_head
 
     d, t = report["data"], report["training"]
-    primary = "test" if "test" in report["metrics"] else "validation"
-    m0 = report["metrics"][primary]
-    lines = model_card_front_matter(recipe, report, "image-classification",
-                                    [("accuracy", f"{primary} accuracy", m0["accuracy"]),
-                                     ("f1", f"{primary} macro-F1", m0["macro_f1"])])
     lora = f", LoRA r={recipe.lora.r} on {t.get('lora_targets_are')}" if recipe.method == "lora" else ""
-    lines += [f"# {recipe.name or 'nncli run'}", "", f"Image classifier fine-tuned by nncli {report['nncli_version']} from "
-              f"`{recipe.model.name}` ({recipe.method}{lora}).", ""]
-    alarm = next((w for w in report["warnings"] if w.startswith(("BELOW BASELINES", "COLLAPSED"))), None)
-    if alarm:
-        lines += [f"**{alarm}**", ""]
-    lines += ["## Data", "", "| split | images | classes |", "|---|---|---|"]
-    for name, r in d["rows"].items():
-        lines.append(f"| {name} | {r['kept']} | " + ", ".join(f"{k}: {v}" for k, v in d["class_counts"][name].items()) + " |")
+    lines, primary = classifier_card_head(report, recipe, "image-classification", "Image classifier", lora, "images")
     im = d["images"]
     conv = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in im["converted_to_rgb"].items() if v) or "none"
     lines += ["", f"Labels: {', '.join(d['label_names'])}. Data fingerprint `{d['fingerprint']}`. {im['images']} image files "
