@@ -161,11 +161,11 @@ def _parity_inputs(recipe: ExportRecipe, run_dir: Path | None, task: str) -> lis
     return sample(texts, recipe.parity.samples)
 
 
-def sample(items: list[str], n: int) -> list[str]:
-    """At most n of the items, a seeded sample in their original order."""
+def sample(items: list[str], n: int, seed: int = 0) -> list[str]:
+    """At most n of the items (all of them when there are fewer), a seeded sample in their original order."""
     if len(items) <= n:
-        return items
-    return [items[i] for i in sorted(np.random.default_rng(0).choice(len(items), n, replace=False))]
+        return list(items)
+    return [items[i] for i in sorted(np.random.default_rng(seed).choice(len(items), n, replace=False))]
 
 
 def export_onnx(src: str, dest: Path, task: str, recipe: ExportRecipe) -> None:

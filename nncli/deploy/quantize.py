@@ -283,15 +283,16 @@ def _data(recipe: QuantizeRecipe, run_dir: Path | None) -> dict:
 
     return held_out(recipe, run_dir, given=given, from_run=lambda ft: load_labelled(ft.data, seed=ft.train.seed),
                     field="texts", calibration=calibration,
-                    words=("rows", "texts", "FILE with --text-column and --label-column (e.g. your validation data)",
+                    words=("rows", "data", "FILE with --text-column and --label-column (e.g. your validation data)",
                            "file (a few hundred rows)"))
 
 
 def held_out(recipe, run_dir: Path | None, *, given, from_run, field: str, calibration, words: tuple[str, ...]) -> dict:
     """The inputs quantize judges on, for text and images alike: labelled held-out inputs for the accuracy drop (--data,
     else the run's validation and test splits), every distinct input available (plus the run's training inputs) for
-    the flips, and what to calibrate static int8 on. words: (unit, noun, how to pass --data, what a larger one is)."""
-    unit, noun, how, larger = words
+    the flips, and what to calibrate static int8 on. words: (unit, what is needed, how to pass --data, what a larger
+    one is)."""
+    unit, what, how, larger = words
     inputs, labels, extra, source = [], [], [], ""
     if recipe.data.path:
         inputs, labels, source = given()
@@ -306,8 +307,8 @@ def held_out(recipe, run_dir: Path | None, *, given, from_run, field: str, calib
             source = f"{run_dir}/recipe.yaml " + " + ".join(s.name for s in held) + " split(s)"
         extra = getattr(d.train, field)
     elif not recipe.data.path:
-        raise UsageError(f"quantize needs labelled {'data' if noun == 'texts' else noun} to measure accuracy: the model is "
-                         "not a run directory", f"pass --data {how}")
+        raise UsageError(f"quantize needs labelled {what} to measure accuracy: the model is not a run directory",
+                         f"pass --data {how}")
     if recipe.data.limit and recipe.data.limit < len(inputs):
         inputs, labels = inputs[: recipe.data.limit], labels[: recipe.data.limit]
     if len(inputs) < 20:

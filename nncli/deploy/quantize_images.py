@@ -36,7 +36,7 @@ class ImageKind:
 
     def __init__(self, recipe, source, run_dir: Path | None):
         self.recipe, self.source, self.run_dir = recipe, source, run_dir
-        self.pixels: dict[str, np.ndarray] = {}
+        self.pixels = np.empty((0,))    # every image's preprocessed pixels, in data["all_inputs"] order (prepare)
 
     def candidates(self) -> list[str]:
         return candidates_for(self.recipe.method, self.recipe.backend, self.run_dir is not None)
@@ -76,15 +76,14 @@ class ImageKind:
 
     def prepare(self, ref, data: dict) -> None:
         """Every image is decoded and preprocessed once; every candidate reads the same pixels."""
-        self.pixels = {p: ref.pixels([p])[0] for p in data["all_inputs"]}
-        self.stacked = np.stack([self.pixels[p] for p in data["all_inputs"]])
+        self.pixels = np.stack([ref.pixels([p])[0] for p in data["all_inputs"]])
 
     def logits(self, clf, data: dict) -> np.ndarray:
-        pv = self.stacked
+        pv = self.pixels
         return np.concatenate([clf.logits_of_pixels(pv[i:i + 32]) for i in range(0, len(pv), 32)])
 
     def timed(self, clf) -> tuple:
-        b1 = self.stacked[:1]
+        b1 = self.pixels[:1]
         bn = np.repeat(b1, self.recipe.batch_size, axis=0)
         return (lambda: clf.logits_of_pixels(b1)), (lambda: clf.logits_of_pixels(bn))
 

@@ -43,10 +43,9 @@ class PixelReader:
 
 def calibration_images(train_paths: list[str], n: int, seed: int = 0) -> list[str]:
     """A seeded random sample of n training images (all of them when there are fewer)."""
-    if len(train_paths) <= n:
-        return list(train_paths)
-    rng = np.random.default_rng(seed)
-    return [train_paths[i] for i in sorted(rng.choice(len(train_paths), n, replace=False))]
+    from nncli.deploy.export import sample
+
+    return sample(train_paths, n, seed)
 
 
 def build_static(onnx_dir: Path, work: Path, pixels: np.ndarray, method: str = "minmax") -> Path:
