@@ -11,7 +11,7 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import columns, int_list, model_and_overrides
-from nncli.cli.options import LabelColOpt, OverwriteOpt, PairColOpt, TextColOpt, command_options
+from nncli.cli.options import LabelColOpt, OverwriteOpt, PairColOpt, TextColOpt, command_options, positional
 from nncli.cli.output import stdout
 from nncli.core.errors import UsageError
 
@@ -19,9 +19,8 @@ from nncli.core.errors import UsageError
 @app.command()
 @command_options()
 def export(
-    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
-                    help="A run directory, model directory or hub id (and optionally a recipe and overrides).",
-                    show_default=False)] = None,
+    args: positional("[RECIPE.yaml] MODEL [KEY=VALUE]...",
+                      "A run directory, model directory or hub id (and optionally a recipe and overrides).") = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="onnx (default) or safetensors.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Export directory (default: <run>/onnx).")] = None,
     data: Annotated[str | None,
@@ -71,8 +70,7 @@ def export(
 @app.command()
 @command_options()
 def quantize(
-    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL [KEY=VALUE]...",
-                    help="A run directory or model directory (a sequence classifier).", show_default=False)] = None,
+    args: positional("[RECIPE.yaml] MODEL [KEY=VALUE]...", "A run directory or model directory (a sequence classifier).") = None,
     method: Annotated[str | None, typer.Option(help="auto (default: the fastest within budget), dynamic or static.")] = None,
     backend: Annotated[str | None, typer.Option(help="auto (default: both), torch or onnxruntime.")] = None,
     max_drop: Annotated[float | None, typer.Option(help="Largest acceptable accuracy loss in points (default 1.0).")] = None,

@@ -8,7 +8,7 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import columns, split_args, split_models
-from nncli.cli.options import LabelColOpt, OverwriteOpt, PairColOpt, TextColOpt, command_options
+from nncli.cli.options import LabelColOpt, OverwriteOpt, PairColOpt, TextColOpt, command_options, positional
 from nncli.cli.output import stdout
 from nncli.core.errors import UsageError
 
@@ -16,9 +16,8 @@ from nncli.core.errors import UsageError
 @app.command()
 @command_options(gates=True)
 def evaluate(
-    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] MODEL... [KEY=VALUE]...",
-                    help="Models (run directories, model directories, hub ids, ONNX exports), optionally a recipe and overrides.",
-                    show_default=False)] = None,
+    args: positional("[RECIPE.yaml] MODEL... [KEY=VALUE]...", "Models (run directories, model directories, hub ids, ONNX "
+                      "exports), optionally a recipe and overrides.") = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="Evaluation data: a file or hub dataset id.")] = None,
     text_column: TextColOpt = None,
     text_pair_column: PairColOpt = None,
@@ -168,8 +167,7 @@ def explain(
 @app.command()
 @command_options()
 def drift(
-    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] [KEY=VALUE]...",
-                    help="Optionally a drift recipe, and overrides.", show_default=False)] = None,
+    args: positional("[RECIPE.yaml] [KEY=VALUE]...", "Optionally a drift recipe, and overrides.") = None,
     reference: Annotated[str | None, typer.Option("--reference", "-r",
                                                   help="Run directory with profile.json (from finetune or evaluate --output), a "
                                                        "profile.json, or reference data (a file or an image folder).")] = None,
@@ -243,8 +241,8 @@ def _render_drift(r: dict) -> None:
 @app.command()
 @command_options(gates=True)
 def audit(
-    args: Annotated[list[str] | None, typer.Argument(metavar="[RECIPE.yaml] DATA [KEY=VALUE]...", show_default=False,
-                    help="The data file to audit (or hub dataset id), optionally a recipe and overrides.")] = None,
+    args: positional("[RECIPE.yaml] DATA [KEY=VALUE]...",
+                      "The data file to audit (or hub dataset id), optionally a recipe and overrides.") = None,
     validation: Annotated[str | None, typer.Option("--validation", help="Validation file, audited too.")] = None,
     test: Annotated[str | None, typer.Option("--test", help="Test file: audited too, and checked for overlap.")] = None,
     text_column: TextColOpt = None,

@@ -17,11 +17,15 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an exis
 OverwriteRunOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.", metavar="")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output from its checkpoint.",
                                          metavar="")]
-ArgsArg = Annotated[list[str] | None, typer.Argument(
-    metavar="[RECIPE] [KEY=VALUE]...",
-    help="A recipe file or shipped recipe name (finetune, sweep, validate: or a data file, the training data), "
-         "then dotted overrides such as train.lr=1e-3.",
-    show_default=False)]
+
+
+def positional(metavar: str, help: str):
+    """The positional words of a command (recipe, models or data, then KEY=VALUE overrides), as an Annotated alias."""
+    return Annotated[list[str] | None, typer.Argument(metavar=metavar, help=help, show_default=False)]
+
+
+ArgsArg = positional("[RECIPE] [KEY=VALUE]...", "A recipe file or shipped recipe name (finetune, sweep, validate: or a data "
+                     "file, the training data), then dotted overrides such as train.lr=1e-3.")
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Hub id, model directory or run directory "
                                                  "(default sentence-transformers/all-MiniLM-L6-v2).")]
 DataOpt = Annotated[str | None,

@@ -8,7 +8,7 @@ import typer
 
 from nncli.cli.app import app
 from nncli.cli.args import split_args
-from nncli.cli.options import command_options
+from nncli.cli.options import command_options, positional
 from nncli.cli.output import stdout
 from nncli.core.errors import UsageError
 
@@ -17,9 +17,8 @@ from nncli.core.errors import UsageError
 @app.command("run")
 @command_options()
 def run_pipeline(
-    args: Annotated[list[str] | None, typer.Argument(metavar="PIPELINE.yaml [KEY=VALUE]...",
-                    help="A pipeline file (or shipped pipeline name) and overrides (STEP.KEY=VALUE for one step).",
-                    show_default=False)] = None,
+    args: positional("PIPELINE.yaml [KEY=VALUE]...",
+                      "A pipeline file (or shipped pipeline name) and overrides (STEP.KEY=VALUE for one step).") = None,
     force: Annotated[list[str] | None,
                      typer.Option("--force", metavar="STEP",
                                   help="Rerun this step even if its inputs are unchanged (repeatable).")] = None,

@@ -157,11 +157,15 @@ class ClassifierModel(ModelSpec):
                                                     "checkpoints trained for it (sentence-transformers), else the [CLS] pooler")
 
 
-class ClassifierRecipe(FinetuneBase):
+class ClassifierBase(FinetuneBase):
+    """What every classifier recipe (texts or images) shares: the classifier's training settings."""
+    train: ClassifierTrain = ClassifierTrain()
+
+
+class ClassifierRecipe(ClassifierBase):
     task: Literal["sequence-classification"] = "sequence-classification"
     model: ClassifierModel = ClassifierModel()
     data: ClassifierData = ClassifierData()
-    train: ClassifierTrain = ClassifierTrain()
 
 
 class CausalLMRecipe(FinetuneBase):
@@ -203,11 +207,10 @@ class ImageModel(ModelSpec):
                              "microsoft/resnet-50) or a local directory with its preprocessor_config.json")
 
 
-class ImageClassifierRecipe(FinetuneBase):
+class ImageClassifierRecipe(ClassifierBase):
     task: Literal["image-classification"] = "image-classification"
     model: ImageModel = ImageModel()
     data: ImageData = ImageData()
-    train: ClassifierTrain = ClassifierTrain()
 
     @model_validator(mode="after")
     def _needs_model(self):
