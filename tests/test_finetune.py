@@ -123,6 +123,10 @@ def test_tensorboard_event_files(tiny_bert, tiny_data, tmp_path, cli):
     assert code == 0, stderr
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()     # logging.every_steps=1: the loss of every step
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
 
 
 @pytest.mark.slow
@@ -184,3 +188,16 @@ def test_busy_core_measurement_sees_a_busy_loop_and_says_none_without_proc(monke
 
     monkeypatch.setattr(builtins, "open", no_proc)
     assert machine.busy_cores_elsewhere(0.01) is None
+
+
+@pytest.mark.slow
+def test_linear_probe_start_is_kept_unless_a_checkpoint_beats_it_beyond_noise(tiny_bert, tiny_data, tmp_path, cli):
+    out = tmp_path / "lpft"
+    code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.head_init=linear_probe", "--json"))
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["training"]["head_init"]["method"] == "linear_probe"
+    sel, history = r["training"]["selection"], r["training"]["history"]
+    assert sel["rule"].startswith("a fine-tuned checkpoint replaces the linear-probe start only when it beats")
+    assert history[0]["step"] == 0                                  # the probe was scored before the first step
+    assert ("the linear-probe start" in sel["kept"]) == (sel["best_step"] == 0)

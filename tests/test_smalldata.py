@@ -83,3 +83,35 @@ def _tiny_task():
     t = _Tiny("macro_f1", 0.525)
     t.n_classes = 3
     return t
+
+
+class _Probed(_Tiny):
+    """A task whose last validation evaluation predicted `new`, for beats_reference."""
+
+    def __init__(self, labels, new, n_classes=2):
+        super().__init__("macro_f1", 0.5)
+        self.n_classes, self.enc = n_classes, {"validation": {"labels": np.asarray(labels)}}
+        self.probs = {"validation": np.eye(n_classes)[np.asarray(new)]}
+
+    predictions = ClassificationTask.predictions
+    beats_reference = ClassificationTask.beats_reference
+
+
+def test_a_checkpoint_replaces_the_probe_only_when_it_beats_it_beyond_noise():
+    y = np.array([0, 1] * 100)
+    probe = y.copy()
+    probe[:60] = 1 - probe[:60]                                     # the probe: 140 of 200 right
+    better = y.copy()
+    better[:10] = 1 - better[:10]                                   # 190 of 200 right: far beyond noise
+    slightly = probe.copy()
+    slightly[:2] = y[:2]                                            # 2 more right of 200: noise
+    assert _Probed(y, probe).beats_reference(probe.tolist()) == 0.5
+    assert _Probed(y, better).beats_reference(probe.tolist()) == 1.0
+    assert _Probed(y, slightly).beats_reference(probe.tolist()) == 0.0
+    # in the ranking the probe sits between the two: the slight gain does not displace it, the real one does
+    m = {"accuracy": 0.7, "macro_f1": 0.7, "loss": 0.6}
+    rank = ClassificationTask.rank
+    at_probe = rank(_Probed(y, probe), m, probe.tolist())
+    assert rank(_Probed(y, slightly), {**m, "macro_f1": 0.71}, probe.tolist()) < at_probe
+    assert rank(_Probed(y, better), {**m, "macro_f1": 0.95}, probe.tolist()) > at_probe
+    assert rank(_Probed(y, probe), m) == (1.0, 0.7, -0.6)           # no probe: the ranking is unchanged

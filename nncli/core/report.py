@@ -7,6 +7,7 @@ import platform
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -240,14 +241,17 @@ def gates_of(spec) -> list[dict]:
 
 
 def describe_failed(failed: list[dict]) -> str:
+    """One line naming every failed gate: value, the bound it was decided on, threshold, rows, and the model when an
+    evaluation gated several."""
     parts = []
     for g in failed:
+        model = f" ({Path(g['model']).name})" if g.get("model") else ""
         if g["value"] is None:
-            parts.append(f"{g['metric']} missing")
+            parts.append(f"{g['metric']} missing{model}")
             continue
         how = f" ({g['decided_on']} {g['ci95'][0 if g['op'] == '>=' else 1]:.4f})" if g.get("decided_on") else ""
         n = f", n={g['n']}" if g.get("n") else ""
-        parts.append(f"{g['metric']} {g['value']:.4f}{how} {g['op']} {g['threshold']}{n}")
+        parts.append(f"{g['metric']} {g['value']:.4f}{how} {g['op']} {g['threshold']}{n}{model}")
     return f"{len(failed)} gate(s) failed: " + ", ".join(parts)
 
 

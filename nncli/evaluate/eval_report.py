@@ -167,10 +167,10 @@ def _model_section(r: dict) -> list[str]:
 def raise_if_failed(failed: list[dict], out, report: dict) -> None:
     """GateFailed (exit 5) naming every failed gate and its model, for text and image evaluations alike."""
     from nncli.core.errors import GateFailed
+    from nncli.core.report import describe_failed
 
     if not failed:
         return
-    listing = ", ".join(f"{g['metric']} {fmt(g['value'])} {g['op']} {g['threshold']} ({Path(g['model']).name})" for g in failed)
-    raise GateFailed(f"{len(failed)} gate(s) failed: {listing}", f"see {out.path}/report.json" if out else
+    raise GateFailed(describe_failed(failed), f"see {out.path}/report.json" if out else
                      "rerun with --output DIR for the full report", report=report)
 

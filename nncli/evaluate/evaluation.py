@@ -19,6 +19,7 @@ from nncli.core.report import Timer, base_report, check_gate_metrics, environmen
 from nncli.core.rundir import RunDir, recording
 from nncli.evaluate import metrics as M
 from nncli.evaluate.eval_report import markdown, plot_confusion, plot_reliability, raise_if_failed, slug, write_predictions
+from nncli.evaluate.gating import gate_inputs
 from nncli.evaluate.perplexity import evaluate_lm
 from nncli.evaluate.robustness import robustness, robustness_metric_names, robustness_metrics
 from nncli.evaluate.slices import check_slice_column, slice_metrics, slices
@@ -102,7 +103,8 @@ def _evaluate_all(recipe: EvaluateRecipe, task: str, split, names: list, table, 
 
     gate_rows = []
     for res in results:
-        for g in evaluate_gates(gates, res["flat"]):
+        intervals, sizes = gate_inputs(res, len(split))
+        for g in evaluate_gates(gates, res["flat"], intervals=intervals, sizes=sizes):
             gate_rows.append({**g, "model": res["name"]})
     report["gates"] = gate_rows
     failed = [g for g in gate_rows if not g["passed"]]

@@ -19,10 +19,11 @@ from nncli.core.report import Timer, base_report, check_gate_metrics, environmen
 from nncli.core.rundir import RunDir, recording
 from nncli.evaluate import metrics as M
 from nncli.evaluate.eval_report import raise_if_failed
+from nncli.evaluate.gating import gate_inputs
 from nncli.evaluate.image_calibration import image_calibrate
 from nncli.evaluate.image_mistakes import write_mistakes
 from nncli.evaluate.image_robustness import image_robustness
-from nncli.evaluate.robustness import robustness_intervals, robustness_metric_names, robustness_metrics
+from nncli.evaluate.robustness import robustness_metric_names, robustness_metrics
 from nncli.evaluate.slices import check_slice_column, slice_metrics, slices
 
 IMAGE_METRICS = ["accuracy", "macro_f1", "loss", "ece", "mce", "brier", "majority_accuracy", "majority_macro_f1",
@@ -108,19 +109,14 @@ def _evaluate_model(name: str, split, names: list[str], recipe, out, index: int)
 
 def _robustness_and_slices(clf, split, y, pred, probs, recipe, res: dict) -> None:
     """Robustness under image perturbations and per-slice metrics into `res`, with their flat, gateable metrics in
-    res["flat"] and the intervals behind them in res["ci95"]."""
+    res["flat"] (their intervals and sizes: nncli.evaluate.gating)."""
     flat = dict(res["metrics"])
     if recipe.robustness.enabled:
         res["robustness"] = image_robustness(clf, split, y, recipe)
         flat.update(robustness_metrics(res["robustness"]))
-        res.setdefault("ci95", {}).update(robustness_intervals(res["robustness"]))
     if recipe.data.slice_column:
         res["slices"] = slices(split, y, pred, probs, len(clf.label_names), recipe, clf.label_names)
         flat.update(slice_metrics(res["slices"]))
-        ci = res.setdefault("ci95", {})
-        ci.update({f"slice.{s['value']}.accuracy": s["ci95_accuracy"] for s in res["slices"] if s.get("ci95_accuracy")})
-        if _worst_slice(res["slices"]).get("ci95_accuracy"):
-            ci["worst_slice_accuracy"] = _worst_slice(res["slices"])["ci95_accuracy"]
     res["metrics"] = {k: v for k, v in flat.items() if "." not in k}
     res["flat"] = flat
 
@@ -142,29 +138,11 @@ def _write_outputs(out, index: int, split, y, probs, labels: list[str], res: dic
         res["artifacts"]["mistakes"] = res["mistakes"]["file"]
 
 
-def _sizes(res: dict, flat: dict) -> dict:
-    """The number of images behind each gateable metric: all of them, the robustness sample, or the slice's."""
-    sizes = {k: res["n"] for k in flat}
-    if res.get("robustness"):
-        sizes.update({k: res["robustness"]["samples"] for k in flat if k.startswith("robustness.") or "flip_rate" in k
-                      or k == "min_robust_accuracy"})
-    for s in res.get("slices", []):
-        sizes[f"slice.{s['value']}.accuracy"] = s["count"]
-    if res.get("slices"):
-        sizes["worst_slice_accuracy"] = _worst_slice(res["slices"])["count"]
-    return sizes
-
-
-def _worst_slice(rows: list[dict]) -> dict:
-    """The slice behind worst_slice_accuracy (slices.slice_metrics: the worst one not flagged small)."""
-    return min([s for s in rows if not s["small"]] or rows, key=lambda s: s["accuracy"])
-
-
 def _finish(report, results: list[dict], gates: list[dict], out, timer) -> dict:
     rows = []
     for res in results:
-        flat = res.pop("flat")
-        for g in evaluate_gates(gates, flat, intervals=res.get("ci95", {}), sizes=_sizes(res, flat)):
+        intervals, sizes = gate_inputs(res, res["n"])
+        for g in evaluate_gates(gates, res.pop("flat"), intervals=intervals, sizes=sizes):
             rows.append({**g, "model": res["name"]})
     failed = [g for g in rows if not g["passed"]]
     report.update(models=results, metrics=results[0]["metrics"], gates=rows, warnings=[w for r in results for w in r["warnings"]],

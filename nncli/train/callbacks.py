@@ -32,8 +32,8 @@ class MetricsLog(Callback):
 class Trackers(Callback):
     """logging.report_to: the same numbers as metrics.jsonl, to TensorBoard, MLflow and/or Weights & Biases."""
 
-    def __init__(self, out, report_to: list[str], run_name: str | None, params: dict):
-        self.out, self.names, self.run_name, self.params = out, list(report_to), run_name, params
+    def __init__(self, out, report_to: list[str], run_name: str | None, params: dict, every: int = 10):
+        self.out, self.names, self.run_name, self.params, self.every = out, list(report_to), run_name, params, every
         self.tb = self.mlflow = self.wandb = None
         self.losses: list[float] = []
 
@@ -84,7 +84,7 @@ class Trackers(Callback):
 
     def on_step(self, run: Run, loss: float, lr: float) -> None:
         self.losses.append(loss)
-        if run.is_main and run.state.step % 10 == 0:
+        if run.is_main and run.state.step % self.every == 0:
             self._log({"train/loss": sum(self.losses) / len(self.losses), "train/lr": lr}, run.state.step)
             self.losses = []
 

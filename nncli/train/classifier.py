@@ -130,6 +130,8 @@ def score_splits(run, data, seed: int, *, confusion: bool = False) -> tuple[dict
 
 SELECTION_RULE = ("the evaluation with the highest (validation accuracy >= the majority class's, then validation {metric}, "
                   "then the lower validation loss); early stopping counts evaluations that do not improve that ranking")
+PROBE_RULE = ("a fine-tuned checkpoint replaces the linear-probe start only when it beats the probe's validation {metric} "
+              "with one-sided 95% confidence (paired bootstrap over the validation rows); among those, ")
 SMALL_VALIDATION = 10
 
 
@@ -143,8 +145,10 @@ def selection(report, data, task, state) -> dict:
            "validation_rows": v["n"], "validation_class_counts": counts, "best_step": state.best_step,
            "majority_accuracy": round(float(task.majority_accuracy), 4), "value": v.get(metric)}
     if report.get("training", {}).get("head_init", {}).get("method") == "linear_probe":
-        out["kept"] = ("the linear-probe start: no fine-tuned checkpoint ranked above it on validation" if state.best_step == 0
-                       else "a fine-tuned checkpoint (it ranked above the linear-probe start on validation)")
+        out["rule"] = PROBE_RULE.format(metric=metric if metric in ("accuracy", "macro_f1") else "macro_f1") + out["rule"]
+        out["kept"] = ("the linear-probe start: no fine-tuned checkpoint beat it on validation beyond noise"
+                       if state.best_step == 0 else "a fine-tuned checkpoint (it beat the linear-probe start on validation "
+                                                    "beyond noise)")
     if metric in v.get("ci95", {}):
         out["ci95"] = v["ci95"][metric]
     return out

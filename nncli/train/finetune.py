@@ -128,7 +128,8 @@ def train(s: Session, *, find_lr: str | None = None, callbacks: tuple = (), buil
                                 **({"lr_source": "learning-rate range test"} if find_lr else {}))
     cbs = [MetricsLog(s.out, r.logging.every_steps)]
     if r.logging.report_to:
-        cbs.append(Trackers(s.out, r.logging.report_to, r.name, {"lr": lr, **r.train.model_dump(mode="json")}))
+        cbs.append(Trackers(s.out, r.logging.report_to, r.name, {"lr": lr, **r.train.model_dump(mode="json")},
+                            every=r.logging.every_steps))
     console.log(f"model: {r.model.name} ({s.report['training']['total_parameters'] / 1e6:.2f}M parameters, "
                 f"{s.report['training']['trainable_parameters'] / 1e6:.3f}M trainable, method {r.method}, lr {lr:g})")
     try:

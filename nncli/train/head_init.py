@@ -8,7 +8,8 @@ exactly what the head's last linear layer reads (after the pooler, in evaluation
 training loss's class weights and picks its regularisation by stratified cross-validation on the training rows (log
 loss), and its coefficients are folded back through the standardisation into the layer's weight and bias, so the
 model before the first optimizer step *is* the linear probe. The loop then evaluates that start as a candidate
-(FitConfig.eval_at_start): if no fine-tuned checkpoint ranks above it on validation, the probe is what is kept.
+(FitConfig.eval_at_start) and keeps its validation predictions: a fine-tuned checkpoint replaces the probe only when
+it beats it beyond paired-bootstrap noise (ClassificationTask.beats_reference), else the probe is what is kept.
 """
 
 from __future__ import annotations

@@ -68,6 +68,7 @@ class TrainState:
     stopped_early: bool = False
     fingerprint: str = ""
     best: dict | None = None       # the trainable weights at the best evaluation
+    reference: list | None = None  # validation predictions of the start (eval_at_start) that later ones must beat
 
     def state_dict(self) -> dict:
         return dict(self.__dict__)
@@ -76,7 +77,7 @@ class TrainState:
         self.__dict__.update(d)
 
     def public(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "best"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("best", "reference")}
 
 
 class NonFinite(Exception):
@@ -304,7 +305,9 @@ def _evaluate(run: Run) -> None:
     s, task = run.state, run.task
     metrics = run.evaluate("validation")
     value = metrics[task.metric]
-    rank = list(task.rank(metrics)) if hasattr(task, "rank") else [value if task.higher_is_better else -value]
+    if run.cfg.eval_at_start and s.step == 0 and hasattr(task, "predictions"):
+        s.reference = task.predictions("validation")
+    rank = list(task.rank(metrics, s.reference)) if hasattr(task, "rank") else [value if task.higher_is_better else -value]
     if s.best_rank is None and s.best_metric is not None:      # a checkpoint from before ranking keys
         s.best_rank = [s.best_metric if task.higher_is_better else -s.best_metric] + [float("-inf")] * (len(rank) - 1)
     improved = s.best_rank is None or rank > s.best_rank

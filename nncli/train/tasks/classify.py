@@ -65,13 +65,36 @@ class ClassificationTask:
         self.probs[split] = probs
         return M.classification(self.enc[split]["labels"], probs.argmax(1), self.n_classes, probs)
 
-    def rank(self, metrics: dict) -> tuple:
+    def rank(self, metrics: dict, reference=None) -> tuple:
         """How the loop ranks validation evaluations (higher is better, compared in order): first whether accuracy
         reaches the majority class's (macro-F1 and balanced metrics alone reward a model that over-predicts rare
-        classes), then the metric, then the lower loss (on a small validation split equal macro-F1s are common)."""
+        classes), then the metric, then the lower loss (on a small validation split equal macro-F1s are common).
+
+        With a `reference` (the validation predictions of the linear probe the run started from) a checkpoint first
+        has to beat the probe beyond noise (`beats_reference`); the probe itself ranks between those that do and
+        those that do not, so the simpler model is kept unless the validation data says otherwise."""
         if self.metric == "loss":
             return (-metrics["loss"],)
-        return (float(metrics["accuracy"] >= self.majority_accuracy), metrics[self.metric], -metrics["loss"])
+        base = (float(metrics["accuracy"] >= self.majority_accuracy), metrics[self.metric], -metrics["loss"])
+        return base if reference is None else (self.beats_reference(reference),) + base
+
+    def predictions(self, split: str) -> list[int]:
+        """The class predicted for every row of `split` at the last evaluation."""
+        return self.probs[split].argmax(1).tolist()
+
+    def beats_reference(self, reference, level: float = 0.95) -> float:
+        """1 when the last validation predictions beat `reference` on the selection metric with one-sided `level`
+        confidence (paired percentile bootstrap over the validation rows), 0.5 when they are the reference's, else 0."""
+        y, new, ref = self.enc["validation"]["labels"], np.asarray(self.predictions("validation")), np.asarray(reference)
+        if np.array_equal(new, ref):
+            return 0.5
+        name = self.metric if self.metric in ("accuracy", "macro_f1") else "macro_f1"
+
+        def gain(yy, a, b):
+            return M.classification(yy, b, self.n_classes)[name] - M.classification(yy, a, self.n_classes)[name]
+
+        bounds = M.bootstrap(gain, [y, ref, new], level=2 * level - 1, seed=0)
+        return float(bounds is not None and bounds[0] > 0)
 
     def param_groups(self, model, lr: float, weight_decay: float) -> list[dict]:
         head_lr = self.head_lr or lr
