@@ -60,19 +60,29 @@ def test_gates_pass_and_fail(trained_run, tiny_data, tmp_path, cli):
     assert code == 2 and "did you mean 'accuracy'" in stderr
 
 
-def test_a_text_gate_decides_on_the_interval_bound_and_names_its_rows(trained_run, tiny_data, cli):
-    code, stdout, _ = _eval(cli, trained_run, "--data", tiny_data["test"], "--no-robustness", "--json")
+def test_a_text_gate_decides_on_the_interval_bound_and_names_its_rows(trained_run, tiny_data, tmp_path, cli):
+    import csv
+
+    rows = list(csv.DictReader(open(tiny_data["test"], newline="")))
+    for r in rows[::3]:                                              # a third of the labels wrong: accuracy well below 1
+        r["label"] = {"negative": "positive", "positive": "neutral", "neutral": "negative"}[r["label"]]
+    noisy = tmp_path / "noisy.csv"
+    with open(noisy, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    code, stdout, _ = _eval(cli, trained_run, "--data", noisy, "--no-robustness", "--json")
     m = json.loads(stdout)["models"][0]
     acc, (lo, hi) = m["metrics"]["accuracy"], m["ci95"]["accuracy"]
-    assert lo < acc                                                  # 60 rows: the interval is wide
+    assert lo < acc < 1                                              # 60 rows: the interval is wide
     between = round((lo + acc) / 2, 4)                               # the point passes it, the lower bound does not
-    code, stdout, stderr = _eval(cli, trained_run, "--data", tiny_data["test"], "--no-robustness", "--min",
+    code, stdout, stderr = _eval(cli, trained_run, "--data", noisy, "--no-robustness", "--min",
                                  f"accuracy={between}", "--json")
     assert code == 5, stderr
     (g,) = json.loads(stdout)["gates"]
     assert g["value"] == acc and g["ci95"] == [lo, hi] and g["decided_on"] == "lower bound" and g["n"] == 60
     assert "n=60" in stderr and "lower bound" in stderr
-    code, stdout, _ = _eval(cli, trained_run, "--data", tiny_data["test"], "--no-robustness", "--min",
+    code, stdout, _ = _eval(cli, trained_run, "--data", noisy, "--no-robustness", "--min",
                             f"accuracy={round(lo - 0.01, 4)}", "--json")
     assert code == 0 and json.loads(stdout)["gates"][0]["passed"] is True
 

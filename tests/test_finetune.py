@@ -94,7 +94,7 @@ def test_collapse_is_reported(tiny_bert, tiny_data, tmp_path, cli):
     # a random head (the default) and a learning rate far too small for 1 step cannot learn anything: the report must say so
     out = tmp_path / "collapse"
     code, stdout, stderr = cli(*finetune_args(tiny_bert, tiny_data, out, "train.max_steps=1", "train.lr=1e-9",
-                                              "train.class_weights=none", "--json"))
+                                              "train.class_weights=none", "train.head_init=random", "--json"))
     assert code == 0, stderr
     r = json.loads(stdout)
     assert r["training"]["head_init"] == {"method": "random"}

@@ -49,10 +49,10 @@ MaxOpt = Annotated[list[str] | None, typer.Option("--max", metavar="METRIC=VALUE
 
 def finetune_default(key: str):
     """The schema default of a classifier recipe key, so --help states it (flags override the recipe, so they have none)."""
-    from nncli.recipe.finetune import ClassifierData, ClassifierTrain
+    from nncli.recipe.finetune import ClassifierData, TextClassifierTrain
 
     section, _, leaf = key.partition(".")
-    return getattr({"train": ClassifierTrain(), "data": ClassifierData()}[section], leaf)
+    return getattr({"train": TextClassifierTrain(), "data": ClassifierData()}[section], leaf)
 
 
 _T, _D = "train.", "data."

@@ -105,9 +105,13 @@ class ClassifierTrain(TrainBase):
     class_weights: Literal["balanced", "sqrt", "none"] = Field("balanced", description="loss weights: inverse class "
                                                               "frequency, its square root, or none")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    head_init: Literal["random", "linear_probe"] = Field(
-        "random", description="start of a new classification head: random, or a linear probe on the frozen features "
-        "(LP-FT, opt-in: measured on one seed only, see benchmarks/README.md); a head that came with the checkpoint is kept")
+
+
+class TextClassifierTrain(ClassifierTrain):
+    head_init: Literal["linear_probe", "random"] = Field(
+        "linear_probe", description="start of a new classification head: a linear probe on the frozen features, kept "
+        "unless a fine-tuned checkpoint beats it on validation beyond noise (LP-FT; measured on TweetEval, see "
+        "benchmarks/README.md), or random; a head that came with the checkpoint is kept")
 
 
 class LMTrain(TrainBase):
@@ -166,6 +170,7 @@ class ClassifierRecipe(ClassifierBase):
     task: Literal["sequence-classification"] = "sequence-classification"
     model: ClassifierModel = ClassifierModel()
     data: ClassifierData = ClassifierData()
+    train: TextClassifierTrain = TextClassifierTrain()
 
 
 class CausalLMRecipe(FinetuneBase):
