@@ -198,7 +198,7 @@ def trained_run(tmp_path_factory, tiny_bert, tiny_data) -> Path:
 
     out = tmp_path_factory.mktemp("runs") / "trained"
     r = CliRunner().invoke(app, finetune_args(tiny_bert, tiny_data, out, "--method", "full", "train.lr=3e-3", "train.epochs=6",
-                                              "-q"))
+                                              "train.head_init=random", "-q"))   # the trained model, not the probe
     assert r.exit_code == 0, r.stderr
     return out
 

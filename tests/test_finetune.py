@@ -137,7 +137,7 @@ def test_gradient_accumulation_and_step_evaluation(tiny_bert, tiny_data, tmp_pat
     assert code == 0, stderr
     r = json.loads(stdout)
     assert r["training"]["steps"] == 12
-    assert [h["step"] for h in r["training"]["history"]] == [5, 10, 12]
+    assert [h["step"] for h in r["training"]["history"]] == [0, 5, 10, 12]       # 0: the linear-probe start
 
 
 def test_threads_adapt_to_cores_busy_elsewhere(monkeypatch, capsys):

@@ -51,9 +51,12 @@ def test_quickstart_default_recipe_learns_on_real_model(tmp_path, cli):
     assert code == 5, stderr
     d = json.loads(stdout)
     assert d["drift_detected"] is True
-    assert {t["feature"] for t in d["tests"] if t["drift"]} >= {"embeddings", "estimated_accuracy"}
-    # the actual accuracy falls by more than 10 points, a real drop (its interval excludes 0); it is called drift only
-    # when the drop's lower bound passes the 5-point threshold, which 130 reference rows may not prove
-    acc = next(t for t in d["tests"] if t["feature"] == "accuracy")
-    assert acc["effect"] > 10 and acc["ci95"][0] > 0 and acc["n_ref"] == r["metrics"]["test"]["n"]
+    assert "embeddings" in {t["feature"] for t in d["tests"] if t["drift"]}
+    # the actual and the label-free estimated accuracy fall by more than 10 points, a real drop (their intervals
+    # exclude 0); they are called drift only when the drop passes the 5-point threshold at the report's family-wise
+    # error rate, which 130 reference rows may not prove
+    for feature in ("accuracy", "estimated_accuracy"):
+        acc = next(t for t in d["tests"] if t["feature"] == feature)
+        assert acc["effect"] > 10 and acc["ci95"][0] > 0, acc
+    assert next(t for t in d["tests"] if t["feature"] == "accuracy")["n_ref"] == r["metrics"]["test"]["n"]
     assert d["accuracy"]["actual"] < d["accuracy"]["reference"] - 0.1
