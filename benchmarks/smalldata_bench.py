@@ -139,12 +139,13 @@ def run_setfit(task: str, seed: int, python: str, steps: int) -> dict:
 
 
 def run_cells(a) -> None:
-    CELLS.mkdir(parents=True, exist_ok=True)
+    cells = Path(a.cells)
+    cells.mkdir(parents=True, exist_ok=True)
     for seed in a.seeds:
         for task in a.tasks:
             for method in a.methods:
                 s = 0 if method in DETERMINISTIC else seed
-                f = CELLS / f"{method}__{task}__s{s}.json"
+                f = cells / f"{method}__{task}__s{s}.json"
                 if f.exists():
                     continue
                 print(f"{time.strftime('%H:%M:%S')} {method} {task} seed {s} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
@@ -194,6 +195,35 @@ def collect() -> dict:
     return out
 
 
+def compare(variant: Path) -> str:
+    """Markdown: every nncli cell of `variant` beside the default's cell of the same task and seed, with the frozen
+    embeddings and TF-IDF (deterministic) on the same test split, and the mean macro-F1 of both over those cells."""
+    def cell(d: Path, name: str) -> dict | None:
+        return json.loads((d / name).read_text()) if (d / name).exists() else None
+
+    def af(c: dict | None) -> str:
+        return "not run" if not c or "macro_f1" not in c else f"{c['accuracy']:.3f} / {c['macro_f1']:.3f}"
+
+    lines = ["| task | seed | default acc / macro-F1 | variant acc / macro-F1 | checkpoint the default kept | frozen MiniLM + LR "
+             "| TF-IDF + LR |", "|---|---|---|---|---|---|---|"]
+    pairs = []
+    for f in sorted(variant.glob("nncli__*.json")):
+        v, d = json.loads(f.read_text()), cell(CELLS, f.name)
+        kept = "not run"
+        if d and "training" in d:
+            step = d["training"]["best_step"]
+            kept = "the probe (step 0)" if step == 0 and "kept" in d["training"]["selection"] else f"step {step}"
+        frozen, tfidf = (cell(CELLS, f"{m}__{v['task']}__s0.json") for m in ("frozen", "tfidf"))
+        lines.append(f"| {v['task']} | {v['seed']} | {af(d)} | {af(v)} | {kept} | {af(frozen)} | {af(tfidf)} |")
+        if d and "macro_f1" in d:
+            pairs.append((d["macro_f1"], v["macro_f1"]))
+    if pairs:
+        lines.append(f"\nmean macro-F1 over these {len(pairs)} cells: default {np.mean([a for a, _ in pairs]):.3f}, "
+                     f"variant {np.mean([b for _, b in pairs]):.3f} (variant: {variant.name}, its first cell's command: "
+                     f"`{json.loads(next(variant.glob('nncli__*.json')).read_text())['command']}`)")
+    return "\n".join(lines)
+
+
 def targets(tasks: dict) -> dict:
     from statistics import median
 
@@ -220,9 +250,15 @@ def main(argv=None) -> None:
     p.add_argument("--setfit-python", default="/work/bench-venv/bin/python")
     p.add_argument("--setfit-steps", type=int, default=100)
     p.add_argument("--nncli-args", nargs="*", default=[], help="extra nncli finetune arguments (default: none, the defaults)")
+    p.add_argument("--cells", default=str(CELLS), help="where the cells are cached (default results/smalldata_cells; "
+                   "e.g. results/smalldata_cells_random for a run with other --nncli-args, which --collect does not read)")
+    p.add_argument("--compare", metavar="DIR", help="print a variant's cells (from --cells DIR) beside the default's")
     p.add_argument("--collect", action="store_true")
     p.add_argument("--render", action="store_true")
     a = p.parse_args(argv)
+    if a.compare:
+        print(compare(Path(a.compare)))
+        return
     if not (a.collect or a.render):
         if not data_dir().exists():
             raise SystemExit(f"skipped: no TweetEval data at {data_dir()} (set NNCLI_SHARED_DATA)")
