@@ -4,8 +4,8 @@
     python benchmarks/finetune_ab.py --old-tree /tmp/nncli-old --repeats 2
 
 The old tree runs with PYTHONPATH pointing at it (same virtual environment), without the overrides it does not
-know (`--old-drop`, default model.pooling=, which it did not have: its head was the [CLS] pooler). Prints one JSON
-line per run, then the medians.
+know (`--old-drop`, default model.pooling= and train.head_init=, which it did not have: its head was the [CLS]
+pooler, started at random). Prints one JSON line per run, then the medians.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def main() -> None:
     ap.add_argument("--old-tree", required=True, help="a checkout of the older nncli (e.g. a git worktree)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--old-drop", nargs="*", default=["model.pooling="], help="override prefixes the old tree lacks")
+    ap.add_argument("--old-drop", nargs="*", default=["model.pooling=", "train.head_init="],
+                    help="override prefixes the old tree lacks")
     a = ap.parse_args()
     if not fb.SHARED.exists():
         raise SystemExit(f"skipped: no SST-2 at {fb.SHARED}")

@@ -140,9 +140,10 @@ def nncli_cmd(train: str, dev: str, rundir: str, a, seed: int, bf16: bool) -> li
         "finetune", "--model", MODEL, "--data", train, "--validation", dev,
         "--text-column", "sentence", "--text-column", "content", "--label-column", "label",
         "-o", rundir, "--overwrite", "--json",
-        # every hyperparameter pinned to the baselines' values; the same head as theirs (the [CLS] pooler, not the
-        # mean pooling nncli picks by default for a sentence-transformers checkpoint)
-        "model.pooling=cls", "method=lora", "lora.r=16", "lora.alpha=32", "lora.dropout=0.1", "lora.target_modules=auto",
+        # every hyperparameter pinned to the baselines' values; the same head as theirs: the [CLS] pooler (not the
+        # mean pooling nncli picks for a sentence-transformers checkpoint), started at random (not a linear probe)
+        "model.pooling=cls", "train.head_init=random", "method=lora",
+        "lora.r=16", "lora.alpha=32", "lora.dropout=0.1", "lora.target_modules=auto",
         f"train.lr={a.lr}", "train.batch_size=16", "train.gradient_accumulation=1", "data.max_length=128",
         f"train.epochs={a.epochs}", "train.early_stopping_patience=0",
         # the baselines evaluate once, at the end: no per-epoch evaluation / best-epoch selection on dev
