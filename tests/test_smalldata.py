@@ -95,6 +95,7 @@ class _Probed(_Tiny):
 
     predictions = ClassificationTask.predictions
     beats_reference = ClassificationTask.beats_reference
+    reference_metric = ClassificationTask.reference_metric
 
 
 def test_a_checkpoint_replaces_the_probe_only_when_it_beats_it_beyond_noise():

@@ -8,16 +8,12 @@ stand behind the figure.
 from __future__ import annotations
 
 from nncli.evaluate.robustness import robustness_intervals
-
-
-def worst_slice(rows: list[dict]) -> dict:
-    """The slice behind worst_slice_accuracy (slices.slice_metrics: the worst one not flagged small)."""
-    return min([s for s in rows if not s["small"]] or rows, key=lambda s: s["accuracy"])
+from nncli.evaluate.slices import worst_slice
 
 
 def gate_inputs(res: dict, n: int) -> tuple[dict, dict]:
     """The intervals and sample sizes of res["flat"]: res["ci95"] gains the robustness and per-slice intervals."""
-    flat, ci = res["flat"], res.setdefault("ci95", {})
+    flat, ci = res["flat"], dict(res.get("ci95", {}))
     sizes = {k: n for k in flat}
     if res.get("robustness"):
         ci.update(robustness_intervals(res["robustness"]))
@@ -30,4 +26,6 @@ def gate_inputs(res: dict, n: int) -> tuple[dict, dict]:
         sizes["worst_slice_accuracy"] = worst["count"]
         if worst.get("ci95_accuracy"):
             ci["worst_slice_accuracy"] = worst["ci95_accuracy"]
+    if ci:
+        res["ci95"] = ci
     return ci, sizes

@@ -40,11 +40,20 @@ def check_slice_column(split, col: str) -> None:
                          f"did you mean '{close[0]}'?" if close else "pass an existing column with --slice-column")
 
 
+def trusted(rows: list[dict]) -> list[dict]:
+    """The slices not flagged small (all of them when every slice is small)."""
+    return [s for s in rows if not s["small"]] or rows
+
+
+def worst_slice(rows: list[dict]) -> dict:
+    """The slice behind worst_slice_accuracy: the trusted one with the lowest accuracy."""
+    return min(trusted(rows), key=lambda s: s["accuracy"])
+
+
 def slice_metrics(rows: list[dict]) -> dict:
     """The flat, gateable metrics of the slices: the worst trusted slice, and each slice's accuracy."""
-    trusted = [s for s in rows if not s["small"]] or rows
-    flat = {"worst_slice_accuracy": min(s["accuracy"] for s in trusted),
-            "worst_slice_macro_f1": min(s["macro_f1"] for s in trusted)}
+    flat = {"worst_slice_accuracy": worst_slice(rows)["accuracy"],
+            "worst_slice_macro_f1": min(s["macro_f1"] for s in trusted(rows))}
     for s in rows:
         flat[f"slice.{s['value']}.accuracy"] = s["accuracy"]
     return flat

@@ -145,7 +145,7 @@ def selection(report, data, task, state) -> dict:
            "validation_rows": v["n"], "validation_class_counts": counts, "best_step": state.best_step,
            "majority_accuracy": round(float(task.majority_accuracy), 4), "value": v.get(metric)}
     if report.get("training", {}).get("head_init", {}).get("method") == "linear_probe":
-        out["rule"] = PROBE_RULE.format(metric=metric if metric in ("accuracy", "macro_f1") else "macro_f1") + out["rule"]
+        out["rule"] = PROBE_RULE.format(metric=task.reference_metric) + out["rule"]
         out["kept"] = ("the linear-probe start: no fine-tuned checkpoint beat it on validation beyond noise"
                        if state.best_step == 0 else "a fine-tuned checkpoint (it beat the linear-probe start on validation "
                                                     "beyond noise)")

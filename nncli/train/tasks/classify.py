@@ -82,16 +82,21 @@ class ClassificationTask:
         """The class predicted for every row of `split` at the last evaluation."""
         return self.probs[split].argmax(1).tolist()
 
+    @property
+    def reference_metric(self) -> str:
+        """What a checkpoint must beat the probe on: the selection metric, macro-F1 when that is the loss."""
+        return self.metric if self.metric in ("accuracy", "macro_f1") else "macro_f1"
+
     def beats_reference(self, reference, level: float = 0.95) -> float:
         """1 when the last validation predictions beat `reference` on the selection metric with one-sided `level`
         confidence (paired percentile bootstrap over the validation rows), 0.5 when they are the reference's, else 0."""
         y, new, ref = self.enc["validation"]["labels"], np.asarray(self.predictions("validation")), np.asarray(reference)
         if np.array_equal(new, ref):
             return 0.5
-        name = self.metric if self.metric in ("accuracy", "macro_f1") else "macro_f1"
+        score = M.accuracy if self.reference_metric == "accuracy" else lambda t, p: M.macro_f1(t, p, self.n_classes)
 
         def gain(yy, a, b):
-            return M.classification(yy, b, self.n_classes)[name] - M.classification(yy, a, self.n_classes)[name]
+            return score(yy, b) - score(yy, a)
 
         bounds = M.bootstrap(gain, [y, ref, new], level=2 * level - 1, seed=0)
         return float(bounds is not None and bounds[0] > 0)
