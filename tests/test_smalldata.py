@@ -116,3 +116,51 @@ def test_a_checkpoint_replaces_the_probe_only_when_it_beats_it_beyond_noise():
     assert rank(_Probed(y, slightly), {**m, "macro_f1": 0.71}, probe.tolist()) < at_probe
     assert rank(_Probed(y, better), {**m, "macro_f1": 0.95}, probe.tolist()) > at_probe
     assert rank(_Probed(y, probe), m) == (1.0, 0.7, -0.6)           # no probe: the ranking is unchanged
+
+
+def test_the_probe_comparison_holds_its_level_over_every_planned_evaluation():
+    """Four more right of 200 (none worse): in ~2% of resamples none of the four is drawn, so the gain passes one test
+    at 5% but not each of six at 5%/6 (Bonferroni); a clear gain passes both."""
+    y = np.array([0, 1] * 100)
+    probe = y.copy()
+    probe[:60] = 1 - probe[:60]
+    four, twelve = probe.copy(), probe.copy()
+    four[:4], twelve[:12] = y[:4], y[:12]
+    m, rank = {"accuracy": 0.7, "macro_f1": 0.72, "loss": 0.6}, ClassificationTask.rank
+    assert rank(_Probed(y, four), m, probe.tolist())[0] == 1.0
+    assert rank(_Probed(y, four), m, probe.tolist(), comparisons=6)[0] == 0.0
+    assert rank(_Probed(y, twelve), m, probe.tolist(), comparisons=6)[0] == 1.0
+
+
+def _features(n_major: int, n_minor: int, shift: float, seed: int = 0):
+    """384-d features of two classes: the minority class `shift` apart from the majority's along one direction."""
+    rng = np.random.default_rng(seed)
+    y = np.array([0] * n_major + [1] * n_minor)
+    x = rng.normal(size=(len(y), 384))
+    x[:, 0] += shift * y
+    return x, y
+
+
+def test_the_probe_keeps_the_loss_weights_when_they_reach_the_majority_class():
+    from nncli.train.head_init import fit_probe
+
+    x, y = _features(120, 60, shift=4.0)                            # separable: balanced weights cost no accuracy
+    w, b, info = fit_probe(x, y, 2, np.array([0.75, 1.5]), seed=0)
+    assert info["class_weights"] == "loss weights" and "weightings_tried" not in info
+    assert info["cv_accuracy"] >= info["majority_accuracy"] == round(120 / 180, 4)
+    assert ((x @ w.T + b).argmax(1) == y).mean() > 0.95
+
+
+def test_the_probe_drops_class_weights_that_push_it_below_the_majority_class():
+    """Nearly inseparable, 85:15: balanced weights make the probe predict the rare class often and lose accuracy to
+    the majority; the guard falls back to a weaker weighting and says what it tried."""
+    from nncli.train.head_init import fit_probe
+
+    x, y = _features(170, 30, shift=0.6)
+    weight = len(y) / (2 * np.bincount(y))                          # what class_weights=balanced gives the loss
+    w, b, info = fit_probe(x, y, 2, weight, seed=0)
+    tried = info["weightings_tried"]
+    assert tried["loss weights"] < info["majority_accuracy"] == 0.85
+    assert tried["their square root"] < 0.85 and info["class_weights"] == "none"   # the first one that reaches it
+    assert info["cv_accuracy"] == tried["none"] >= 0.85
+    assert ((x @ w.T + b).argmax(1) == 0).mean() > 0.85              # predicts the majority class at least as often

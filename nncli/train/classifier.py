@@ -8,6 +8,7 @@ import numpy as np
 
 from nncli.core import console
 from nncli.evaluate import metrics as M
+from nncli.train.tasks.classify import PROBE_LEVEL
 
 METRIC_NAMES = ("accuracy", "macro_f1", "loss")
 
@@ -131,7 +132,8 @@ def score_splits(run, data, seed: int, *, confusion: bool = False) -> tuple[dict
 SELECTION_RULE = ("the evaluation with the highest (validation accuracy >= the majority class's, then validation {metric}, "
                   "then the lower validation loss); early stopping counts evaluations that do not improve that ranking")
 PROBE_RULE = ("a fine-tuned checkpoint replaces the linear-probe start only when it beats the probe's validation {metric} "
-              "with one-sided 95% confidence (paired bootstrap over the validation rows); among those, ")
+              "with one-sided {level:.0%} confidence over the whole run (paired bootstrap over the validation rows, each of the "
+              "{k} planned evaluations tested at {alpha:.2g}%: Bonferroni); among those, ")
 SMALL_VALIDATION = 10
 
 
@@ -145,7 +147,9 @@ def selection(report, data, task, state) -> dict:
            "validation_rows": v["n"], "validation_class_counts": counts, "best_step": state.best_step,
            "majority_accuracy": round(float(task.majority_accuracy), 4), "value": v.get(metric)}
     if report.get("training", {}).get("head_init", {}).get("method") == "linear_probe":
-        out["rule"] = PROBE_RULE.format(metric=task.reference_metric) + out["rule"]
+        k = max(1, report["training"].get("evaluations_planned", 1))
+        alpha = 100 * (1 - PROBE_LEVEL) / k
+        out["rule"] = PROBE_RULE.format(metric=task.reference_metric, level=PROBE_LEVEL, k=k, alpha=alpha) + out["rule"]
         out["kept"] = ("the linear-probe start: no fine-tuned checkpoint beat it on validation beyond noise"
                        if state.best_step == 0 else "a fine-tuned checkpoint (it beat the linear-probe start on validation "
                                                     "beyond noise)")

@@ -179,7 +179,7 @@ def summarise(s: Session, run) -> None:
     s.report["training"].update(steps=st.step, epochs_run=round(st.step / run.steps_per_epoch, 2), best_step=st.best_step,
                                 best_validation_metric={run.task.metric: st.best_metric}, stopped_early=st.stopped_early,
                                 bf16=run.bf16, threads=s.threads, world_size=run.world, total_steps_planned=run.total_steps,
-                                history=st.history)
+                                evaluations_planned=run.planned_evaluations, history=st.history)
     rate = st.samples_seen / st.train_seconds if st.train_seconds else None
     if "augmentation" in s.report["data"]:
         a = s.report["data"]["augmentation"]

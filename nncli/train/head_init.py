@@ -4,9 +4,10 @@ regression fitted on the frozen model's features instead of at random.
 On small data a randomly initialised head spends the first epochs learning what a linear probe finds in seconds, and
 its early gradients distort the pretrained features; measured on TweetEval stance (benchmarks/README.md), frozen
 embeddings + logistic regression beat a fine-tune from a random head on two of five tasks. Here the features are
-exactly what the head's last linear layer reads (after the pooler, in evaluation mode), the regression uses the
-training loss's class weights and picks its regularisation by stratified cross-validation on the training rows (log
-loss), and its coefficients are folded back through the standardisation into the layer's weight and bias, so the
+exactly what the head's last linear layer reads (after the pooler, in evaluation mode), the regression picks its
+regularisation by stratified cross-validation on the training rows (log loss) and uses the training loss's class
+weights unless they push its out-of-fold accuracy below the majority class's (then a weaker weighting: fit_probe),
+and its coefficients are folded back through the standardisation into the layer's weight and bias, so the
 model before the first optimizer step *is* the linear probe. The loop then evaluates that start as a candidate
 (FitConfig.eval_at_start) and keeps its validation predictions: a fine-tuned checkpoint replaces the probe only when
 it beats it beyond paired-bootstrap noise (ClassificationTask.beats_reference), else the probe is what is kept.
@@ -68,31 +69,67 @@ def sample(labels: np.ndarray, seed: int) -> list[int]:
     return sorted(int(i) for i in idx)
 
 
+def weightings(weight: np.ndarray | None) -> list[tuple[str, np.ndarray | None]]:
+    """The training loss's class weights, then weaker ones (their square root, none): the probe's candidates."""
+    if weight is None:
+        return [("none", None)]
+    root = np.sqrt(weight) / np.sqrt(weight).mean()
+    return [("loss weights", weight), ("their square root", root), ("none", None)]
+
+
 def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, weight: np.ndarray | None, seed: int):
-    """(weight matrix n_classes x d, bias, C, cross-validation folds) of a class-weighted logistic regression."""
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    """(weight matrix n_classes x d, bias, what was fitted) of a class-weighted logistic regression.
+
+    Regularisation by cross-validated log loss; class weights as the training loss's, unless with them the probe's
+    out-of-fold accuracy falls below the majority class's (balanced weights can push a weak probe into the rare
+    classes): then the first weaker weighting that reaches it, else the one with the best out-of-fold accuracy: the
+    same accuracy-first rule the loop ranks checkpoints by."""
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
     mu, sd = x.mean(0), np.full(x.shape[1], x.std() + 1e-6)   # one scale for all features: a per-feature one would
     # divide the fitted weights by near-constant features' tiny spread and blow up the logits (and export's parity)
     z = (x - mu) / sd
     present = np.unique(y)
-    cw = None if weight is None else {int(c): float(weight[c]) for c in present}
     folds = int(min(5, np.bincount(y)[present].min()))
+    info = {"cv_folds": folds, "class_weights": "loss weights" if weight is not None else "none"}
     if folds >= 2:
-        lr = LogisticRegressionCV(Cs=CS, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring="neg_log_loss",
-                                  class_weight=cw, max_iter=2000).fit(z, y)
-        c = float(np.atleast_1d(lr.C_)[0])
+        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        lr, info = _weighted_cv(z, y, weight, cv, info)
     else:
-        c = 0.1
-        lr = LogisticRegression(C=c, class_weight=cw, max_iter=2000).fit(z, y)
+        info["C"] = 0.1
+        cw = None if weight is None else {int(c): float(weight[c]) for c in present}
+        lr = LogisticRegression(C=0.1, class_weight=cw, max_iter=2000).fit(z, y)
     coef, intercept = lr.coef_, lr.intercept_
     if len(present) == 2 and coef.shape[0] == 1:                     # binary: one logit -> two symmetric ones
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
     w = np.zeros((n_classes, x.shape[1]))
     b = np.full(n_classes, float(intercept.min()) - 10.0)            # a class absent from training is never predicted
     w[present], b[present] = coef / sd, intercept - (coef * (mu / sd)).sum(1)
-    return w, b, c, folds
+    return w, b, info
+
+
+def _weighted_cv(z: np.ndarray, y: np.ndarray, weight, cv, info: dict):
+    """The fitted regression for the first weighting whose out-of-fold accuracy reaches the majority class's."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import cross_val_predict
+
+    present = np.unique(y)
+    majority = float(np.bincount(y).max() / len(y))
+    tried = []
+    for name, wt in weightings(weight):
+        cw = None if wt is None else {int(c): float(wt[c]) for c in present}
+        lr = LogisticRegressionCV(Cs=CS, cv=cv, scoring="neg_log_loss", class_weight=cw, max_iter=2000).fit(z, y)
+        c = float(np.atleast_1d(lr.C_)[0])
+        oof = cross_val_predict(LogisticRegression(C=c, class_weight=cw, max_iter=2000), z, y, cv=cv)
+        tried.append((float((oof == y).mean()), name, c, lr))
+        if tried[-1][0] >= majority:
+            break
+    acc, name, c, lr = tried[-1] if tried[-1][0] >= majority else max(tried, key=lambda t: t[0])
+    info.update(C=c, class_weights=name, cv_accuracy=round(acc, 4), majority_accuracy=round(majority, 4))
+    if len(tried) > 1:
+        info["weightings_tried"] = {t[1]: round(t[0], 4) for t in tried}
+    return lr, info
 
 
 def linear_probe_init(model, task, seed: int) -> dict | None:
@@ -106,14 +143,18 @@ def linear_probe_init(model, task, seed: int) -> dict | None:
     labels = np.asarray(task.enc["train"]["labels"])
     idx = sample(labels, seed)
     x = features(model, task, layer, idx)
-    w, b, c, folds = fit_probe(x, labels[idx], task.n_classes, task.weight, seed)
+    w, b, fitted = fit_probe(x, labels[idx], task.n_classes, task.weight, seed)
     with torch.no_grad():
         layer.weight.copy_(torch.as_tensor(w, dtype=layer.weight.dtype))
         if layer.bias is not None:
             layer.bias.copy_(torch.as_tensor(b, dtype=layer.bias.dtype))
     pred = (x @ w.T + b).argmax(1)
-    out = {"method": "linear_probe", "rows": len(idx), "C": c, "cv_folds": folds,
+    out = {"method": "linear_probe", "rows": len(idx), **fitted,
            "train_accuracy": round(float((pred == labels[idx]).mean()), 4)}
-    console.log(f"head: linear probe on the frozen features of {len(idx)} training rows (C={c:g}, {folds}-fold CV, "
-                f"train accuracy {out['train_accuracy']:.3f}); the loop scores it before the first step as a candidate")
+    console.log(f"head: linear probe on the frozen features of {len(idx)} training rows (C={fitted['C']:g}, "
+                f"{fitted['cv_folds']}-fold CV, class weights: {fitted['class_weights']}, train accuracy "
+                f"{out['train_accuracy']:.3f}); the loop scores it before the first step as a candidate")
+    if "weightings_tried" in fitted:
+        console.log(f"head: with the loss's class weights the probe's out-of-fold accuracy fell below the majority "
+                    f"class's ({fitted['majority_accuracy']:.3f}): tried {fitted['weightings_tried']}")
     return out

@@ -114,6 +114,7 @@ class Run:
         self.steps_per_epoch = max(1, n_batches // self.world // self.accumulation)
         self.total_steps = cfg.max_steps or max(1, int(round(cfg.epochs * self.steps_per_epoch)))
         self.eval_every = self.steps_per_epoch if cfg.eval_every == "epoch" else int(cfg.eval_every)
+        self.planned_evaluations = math.ceil(self.total_steps / self.eval_every)   # after step 0; fixed before training
         self.bf16 = cfg.bf16 and acc.mixed_precision == "no"   # a launcher's own mixed precision wins
         optimizer = torch.optim.AdamW(task.param_groups(model, cfg.lr, cfg.weight_decay), lr=cfg.lr)
         self.ddp_model, self.optimizer = acc.prepare(model, optimizer)
@@ -307,7 +308,10 @@ def _evaluate(run: Run) -> None:
     value = metrics[task.metric]
     if run.cfg.eval_at_start and s.step == 0 and hasattr(task, "predictions"):
         s.reference = task.predictions("validation")
-    rank = list(task.rank(metrics, s.reference)) if hasattr(task, "rank") else [value if task.higher_is_better else -value]
+    if hasattr(task, "rank"):
+        rank = list(task.rank(metrics, s.reference, run.planned_evaluations))
+    else:
+        rank = [value if task.higher_is_better else -value]
     if s.best_rank is None and s.best_metric is not None:      # a checkpoint from before ranking keys
         s.best_rank = [s.best_metric if task.higher_is_better else -s.best_metric] + [float("-inf")] * (len(rank) - 1)
     improved = s.best_rank is None or rank > s.best_rank

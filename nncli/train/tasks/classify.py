@@ -15,6 +15,7 @@ from nncli.train.batching import pad
 from nncli.train.tasks.base import decay_groups
 
 HEAD_NAMES = ("classifier", "score", "pooler", "pre_classifier")
+PROBE_LEVEL = 0.95           # the whole run's confidence that a checkpoint replacing the linear probe is no noise win
 
 
 class ClassificationTask:
@@ -65,18 +66,22 @@ class ClassificationTask:
         self.probs[split] = probs
         return M.classification(self.enc[split]["labels"], probs.argmax(1), self.n_classes, probs)
 
-    def rank(self, metrics: dict, reference=None) -> tuple:
+    def rank(self, metrics: dict, reference=None, comparisons: int = 1) -> tuple:
         """How the loop ranks validation evaluations (higher is better, compared in order): first whether accuracy
         reaches the majority class's (macro-F1 and balanced metrics alone reward a model that over-predicts rare
         classes), then the metric, then the lower loss (on a small validation split equal macro-F1s are common).
 
         With a `reference` (the validation predictions of the linear probe the run started from) a checkpoint first
         has to beat the probe beyond noise (`beats_reference`); the probe itself ranks between those that do and
-        those that do not, so the simpler model is kept unless the validation data says otherwise."""
+        those that do not, so the simpler model is kept unless the validation data says otherwise. `comparisons` is
+        how many evaluations the run plans to compare with the probe: each is tested at 5% / comparisons (Bonferroni),
+        so the chance that any checkpoint beats the probe by noise alone stays under 5% for the whole run."""
         if self.metric == "loss":
             return (-metrics["loss"],)
         base = (float(metrics["accuracy"] >= self.majority_accuracy), metrics[self.metric], -metrics["loss"])
-        return base if reference is None else (self.beats_reference(reference),) + base
+        if reference is None:
+            return base
+        return (self.beats_reference(reference, level=1 - (1 - PROBE_LEVEL) / max(1, comparisons)),) + base
 
     def predictions(self, split: str) -> list[int]:
         """The class predicted for every row of `split` at the last evaluation."""
@@ -98,7 +103,8 @@ class ClassificationTask:
         def gain(yy, a, b):
             return score(yy, b) - score(yy, a)
 
-        bounds = M.bootstrap(gain, [y, ref, new], level=2 * level - 1, seed=0)
+        resamples = max(1000, int(round(20 / (1 - level))))        # >= 10 resamples beyond the bound in its tail
+        bounds = M.bootstrap(gain, [y, ref, new], n=resamples, level=2 * level - 1, seed=0)
         return float(bounds is not None and bounds[0] > 0)
 
     def param_groups(self, model, lr: float, weight_decay: float) -> list[dict]:
