@@ -236,7 +236,8 @@ def smalldata() -> str:
         s = tg["match_setfit"]
         lines.append(f"- match or beat SetFit on the median over tasks ({len(s['tasks'])} tasks) at no more than its wall time: "
                      f"**{verdict(s['met'])}** (macro-F1 {s['nncli_median_macro_f1']:.3f} vs {s['setfit_median_macro_f1']:.3f}; "
-                     f"median wall {s['nncli_median_wall_seconds']:.0f} s vs {s['setfit_median_wall_seconds']:.0f} s)")
+                     f"median wall {s['nncli_median_wall_seconds']:.0f} s vs {s['setfit_median_wall_seconds']:.0f} s; "
+                     f"slower than SetFit on: {', '.join(s.get('tasks_where_nncli_is_slower', [])) or 'none'})")
     else:
         lines.append("- match SetFit: no SetFit results")
     lines.append(f"- collected {d['when']}; CPU {d['cpu']}; the notes below the table say what ran and what did not")

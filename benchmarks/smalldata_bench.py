@@ -85,7 +85,7 @@ def run_nncli(task: str, seed: int, extra: list[str]) -> dict:
             "command": "nncli finetune --data train.tsv --validation validation.tsv --test test.tsv --seed "
                        f"{seed} --json {' '.join(extra)}".strip(),
             "training": {k: tr.get(k) for k in ("epochs_run", "best_step", "steps", "lr", "stopped_early", "selection",
-                                                "threads")},
+                                                "head_init", "evaluations_planned", "threads")},
             "first_warning": (r["warnings"] or [None])[0],
             "baselines_in_report": {k: r["baselines"][k]["test"] for k in ("majority_class", "tfidf_logreg")},
             "validation": {k: r["metrics"]["validation"][k] for k in ("accuracy", "macro_f1", "ci95", "n")}}
@@ -138,8 +138,14 @@ def run_setfit(task: str, seed: int, python: str, steps: int) -> dict:
             "settings": r["settings"]}
 
 
+def place(path: str) -> Path:
+    """A cells folder as the examples write it: relative to benchmarks/ unless it exists from here or is absolute."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else ROOT / p
+
+
 def run_cells(a) -> None:
-    cells = Path(a.cells)
+    cells = place(a.cells)
     cells.mkdir(parents=True, exist_ok=True)
     for seed in a.seeds:
         for task in a.tasks:
@@ -237,8 +243,10 @@ def targets(tasks: dict) -> dict:
         nn, sf = median(m["nncli"]["macro_f1"] for m in both.values()), median(m["setfit"]["macro_f1"] for m in both.values())
         tn = median(m["nncli"]["wall_seconds_median"] for m in both.values())
         ts = median(m["setfit"]["wall_seconds_median"] for m in both.values())
+        slower = sorted(k for k, m in both.items() if m["nncli"]["wall_seconds_median"] > m["setfit"]["wall_seconds_median"])
         res["match_setfit"] = {"tasks": sorted(both), "nncli_median_macro_f1": nn, "setfit_median_macro_f1": sf,
-                               "nncli_median_wall_seconds": tn, "setfit_median_wall_seconds": ts, "met": nn >= sf and tn <= ts}
+                               "nncli_median_wall_seconds": tn, "setfit_median_wall_seconds": ts, "met": nn >= sf and tn <= ts,
+                               "tasks_where_nncli_is_slower": slower}
     return res
 
 
@@ -257,7 +265,7 @@ def main(argv=None) -> None:
     p.add_argument("--render", action="store_true")
     a = p.parse_args(argv)
     if a.compare:
-        print(compare(Path(a.compare)))
+        print(compare(place(a.compare)))
         return
     if not (a.collect or a.render):
         if not data_dir().exists():
