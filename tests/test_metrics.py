@@ -86,3 +86,24 @@ def test_bootstrap_interval_contains_point_estimate():
     assert lo <= M.accuracy(y, pred) <= hi and hi - lo < 0.2
     ci = M.bootstrap_ci(y, pred, 3, n=300)
     assert ci["macro_f1"][0] <= M.macro_f1(y, pred, 3) <= ci["macro_f1"][1]
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_vectorised_macro_f1_over_resamples_equals_the_per_resample_one(k):
+    rng = np.random.default_rng(3)
+    y, pred = rng.integers(0, k, 37), rng.integers(0, k, 37)
+    pred[:5] = 0                                                    # and some resamples miss a class entirely
+    idx = np.vstack([rng.integers(0, 37, (50, 37)), np.tile(np.arange(6), (3, 7))[:, :37]])
+    expected = [M.macro_f1(y[i], pred[i], k) for i in idx]
+    assert np.allclose(M.macro_f1_rows(y, pred, idx, k), expected, atol=1e-12)
+
+
+def test_vectorised_bootstrap_draws_the_same_resamples_in_chunks():
+    rng = np.random.default_rng(4)
+    y, pred = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    loop = M.bootstrap(lambda a, b: M.macro_f1(a, b, 3), [y, pred], 700, seed=5)
+    whole = M.bootstrap_rows(lambda i: M.macro_f1_rows(y, pred, i, 3), 200, 700, seed=5)
+    chunks = list(M.resamples(200, 700, seed=5, cells=200 * 64))   # 64 resamples a chunk: 11 chunks
+    assert len(chunks) == 11 and sum(len(c) for c in chunks) == 700
+    assert np.allclose(loop, whole, atol=1e-12)
+    assert np.array_equal(np.vstack(chunks), np.random.default_rng(5).integers(0, 200, (700, 200)))

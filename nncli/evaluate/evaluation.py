@@ -235,9 +235,10 @@ def _write_model_artifacts(out: RunDir, name: str, index: int, recipe: EvaluateR
 def _intervals(y, pred, probs, n_classes, recipe) -> dict:
     n, seed = recipe.bootstrap, recipe.seed
     bins = recipe.calibration.bins
+    ci = M.bootstrap_ci(y, pred, n_classes, n, seed)
     return {
-        "accuracy": M.bootstrap(lambda a, b: float((a == b).mean()), [y, pred], n, seed),
-        "macro_f1": M.bootstrap(lambda a, b: M.macro_f1(a, b, n_classes), [y, pred], n, seed),
+        "accuracy": ci.get("accuracy"),
+        "macro_f1": ci.get("macro_f1"),
         "loss": M.bootstrap(lambda a, p: M.log_loss(a, p), [y, probs], n, seed),
         "ece": M.bootstrap(lambda a, p: M.ece(a, p, bins)[0], [y, probs], n, seed),
         "brier": M.bootstrap(lambda a, p: M.brier(a, p), [y, probs], n, seed),

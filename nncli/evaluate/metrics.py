@@ -53,13 +53,38 @@ def bootstrap_ci(y_true, y_pred, n_classes: int, n: int = 1000, seed: int = 0, l
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) < 2:
         return {}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y_true), size=(n, len(y_true)))
-    accs = (y_true[idx] == y_pred[idx]).mean(1)
-    f1s = np.array([macro_f1(y_true[i], y_pred[i], n_classes) for i in idx])
+    return {"accuracy": bootstrap_rows(lambda i: (y_true[i] == y_pred[i]).mean(1), len(y_true), n, seed, level),
+            "macro_f1": bootstrap_rows(lambda i: macro_f1_rows(y_true, y_pred, i, n_classes), len(y_true), n, seed, level)}
+
+
+def macro_f1_rows(y_true, y_pred, idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """macro_f1 of every resample at once: row r of `idx` holds the row indices of resample r."""
+    t, p = np.asarray(y_true)[idx], np.asarray(y_pred)[idx]
+    total, present = np.zeros(len(idx)), np.zeros(len(idx))
+    for c in range(n_classes):
+        is_t, is_p = t == c, p == c
+        tp = (is_t & is_p).sum(1)
+        denom = is_t.sum(1) + is_p.sum(1)                    # 2tp + fp + fn; > 0 exactly when c is present
+        total += np.divide(2 * tp, denom, out=np.zeros(len(idx)), where=denom > 0)
+        present += denom > 0
+    return total / np.maximum(present, 1)
+
+
+def resamples(size: int, n: int, seed: int = 0, cells: int = 4_000_000):
+    """The bootstrap's n resamples of `size` row indices, in chunks of about `cells` indices (the draws of bootstrap)."""
+    rng, step = np.random.default_rng(seed), max(1, cells // size)
+    for start in range(0, n, step):
+        yield rng.integers(0, size, (min(step, n - start), size))
+
+
+def bootstrap_rows(fn, size: int, n: int = 1000, seed: int = 0, level: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap CI of a statistic computed for many resamples at once: fn(idx) gives one value per row
+    of idx (resamples x size row indices), so no Python loop runs per resample."""
+    if size < 2:
+        return None
+    vals = np.concatenate([fn(idx) for idx in resamples(size, n, seed)])
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {"accuracy": [float(np.percentile(accs, lo)), float(np.percentile(accs, hi))],
-            "macro_f1": [float(np.percentile(f1s, lo)), float(np.percentile(f1s, hi))]}
+    return [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
 
 
 def majority_baseline(train_labels, eval_labels, n_classes: int) -> dict[str, float]:
@@ -130,18 +155,10 @@ def fit_temperature(logits, y_true) -> float:
 
 
 def bootstrap(fn, arrays: list, n: int = 1000, seed: int = 0, level: float = 0.95) -> list[float] | None:
-    """Percentile bootstrap CI of fn(*arrays) resampling rows together."""
-    size = len(arrays[0])
-    if size < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    vals = []
+    """Percentile bootstrap CI of fn(*arrays) resampling rows together (one call per resample: bootstrap_rows is the
+    vectorised way where the statistic allows it)."""
     arrays = [np.asarray(a) for a in arrays]
-    for _ in range(n):
-        idx = rng.integers(0, size, size)
-        vals.append(fn(*[a[idx] for a in arrays]))
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
+    return bootstrap_rows(lambda idx: np.array([fn(*[a[i] for a in arrays]) for i in idx]), len(arrays[0]), n, seed, level)
 
 
 # ---------------------------------------------------------------------------------------------- paired comparisons

@@ -95,16 +95,18 @@ class ClassificationTask:
     def beats_reference(self, reference, level: float = 0.95) -> float:
         """1 when the last validation predictions beat `reference` on the selection metric with one-sided `level`
         confidence (paired percentile bootstrap over the validation rows), 0.5 when they are the reference's, else 0."""
-        y, new, ref = self.enc["validation"]["labels"], np.asarray(self.predictions("validation")), np.asarray(reference)
+        y, new, ref = (np.asarray(a) for a in (self.enc["validation"]["labels"], self.predictions("validation"), reference))
         if np.array_equal(new, ref):
             return 0.5
-        score = M.accuracy if self.reference_metric == "accuracy" else lambda t, p: M.macro_f1(t, p, self.n_classes)
-
-        def gain(yy, a, b):
-            return score(yy, b) - score(yy, a)
+        if self.reference_metric == "accuracy":
+            def score(pred, idx):
+                return (pred[idx] == y[idx]).mean(1)
+        else:
+            def score(pred, idx):
+                return M.macro_f1_rows(y, pred, idx, self.n_classes)
 
         resamples = max(1000, int(round(20 / (1 - level))))        # >= 10 resamples beyond the bound in its tail
-        bounds = M.bootstrap(gain, [y, ref, new], n=resamples, level=2 * level - 1, seed=0)
+        bounds = M.bootstrap_rows(lambda idx: score(new, idx) - score(ref, idx), len(y), resamples, 0, 2 * level - 1)
         return float(bounds is not None and bounds[0] > 0)
 
     def param_groups(self, model, lr: float, weight_decay: float) -> list[dict]:
