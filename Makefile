@@ -28,7 +28,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check nncli tests benchmarks
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python benchmarks/finetune_bench.py

@@ -50,7 +50,8 @@ PRODUCTS = {
                 "set of mixing bowls", "French press", "non-stick frying pan", "stand mixer"],
     "books": ["novel", "cookbook", "biography", "travel guide", "children's picture book", "history book", "poetry collection",
               "sci-fi paperback", "self-help book", "graphic novel", "textbook", "crime thriller"],
-    "clothing": ["rain jacket", "pair of jeans", "wool sweater", "pair of running shoes", "t-shirt", "winter coat", "pair of socks",
+    "clothing": ["rain jacket", "pair of jeans", "wool sweater", "pair of running shoes", "t-shirt", "winter coat",
+                 "pair of socks",
                  "summer dress", "pair of hiking boots", "hoodie", "belt", "pair of gloves"],
     "toys": ["building block set", "jigsaw puzzle", "remote control car", "plush bear", "board game", "wooden train set",
              "doll house", "kite", "science kit", "card game", "water gun", "art set"],
@@ -58,9 +59,11 @@ PRODUCTS = {
              "office chair", "pair of curtains", "laundry basket", "scented candle"],
 }
 PARTS = {
-    "electronics": ["the battery", "the sound", "the build", "the connection", "the screen", "the charging", "the app", "the range"],
+    "electronics": ["the battery", "the sound", "the build", "the connection", "the screen", "the charging", "the app",
+                    "the range"],
     "kitchen": ["the handle", "the blade", "the lid", "the motor", "the coating", "the base", "the heating", "the finish"],
-    "books": ["the plot", "the writing", "the characters", "the ending", "the pacing", "the binding", "the translation", "the photos"],
+    "books": ["the plot", "the writing", "the characters", "the ending", "the pacing", "the binding", "the translation",
+              "the photos"],
     "clothing": ["the fit", "the fabric", "the stitching", "the zip", "the colour", "the sizing", "the sole", "the lining"],
     "toys": ["the pieces", "the paint", "the instructions", "the remote", "the design", "the batteries", "the box", "the wheels"],
     "home": ["the light", "the material", "the suction", "the assembly", "the finish", "the legs", "the mechanism", "the size"],
@@ -85,7 +88,8 @@ FACTS = {  # concrete things that happen, by category and polarity
                         "it gets alarmingly hot while charging", "it drains overnight even when switched off"],
         "kitchen": ["the handle got hot enough to burn my fingers", "rust spots appeared after the first wash",
                     "it leaks from the base every time", "the motor smells of burning plastic"],
-        "books": ["nothing happens for 200 pages", "one chapter was printed twice", "half the recipes need ingredients nobody sells",
+        "books": ["nothing happens for 200 pages", "one chapter was printed twice",
+                  "half the recipes need ingredients nobody sells",
                   "the binding fell apart in a week"],
         "clothing": ["the seams split the second time I wore it", "the colour ran in the first wash", "it shrank on a cold wash",
                      "it gave me blisters within an hour"],
@@ -101,9 +105,11 @@ GOOD = ["is excellent", "is great", "is very good", "is brilliant", "is fantasti
         "is better than I expected", "holds up really well", "is outstanding", "is first rate", "is terrific", "is faultless",
         "is just right", "could not be better", "is a joy", "is a real step up", "is wonderful", "is stellar", "is sublime",
         "is magnificent", "is exemplary", "is splendid", "is marvellous", "is exceptional", "is superlative", "is ace",
-        "is cracking", "is smashing", "is peerless", "is immaculate", "is a delight", "is pleasingly robust", "is beautifully judged",
+        "is cracking", "is smashing", "is peerless", "is immaculate", "is a delight", "is pleasingly robust",
+        "is beautifully judged",
         "exceeds anything I have used", "puts the rivals to shame", "is worth every penny on its own", "is built like a tank",
-        "is a revelation", "is second to none", "is a masterclass", "is a cut above", "is the real deal", "is a gem", "is a winner",
+        "is a revelation", "is second to none", "is a masterclass", "is a cut above", "is the real deal", "is a gem",
+        "is a winner",
         "is a keeper", "hits the spot", "is a triumph", "is glorious", "is nifty", "is bang on", "is dependable",
         "is well thought out", "is a dream", "is a godsend", "is lush", "is tip-top", "is a cracker", "is divine", "is mint",
         "is worth its weight in gold", "is champion"]
@@ -113,7 +119,8 @@ BAD = ["is awful", "is terrible", "is poor", "is rubbish", "is flimsy", "is usel
        "is wobbly", "is defective", "is dire", "is second rate", "is abysmal", "is atrocious", "is lamentable", "is woeful",
        "is appalling", "is dismal", "is substandard", "is botched", "is a shambles", "is ramshackle", "is tacky", "is naff",
        "is dodgy", "is rickety", "is a false economy", "is an insult at this price", "is held together with hope",
-       "gave out almost at once", "belongs in a bin", "is worse than the one it replaced", "is a disgrace", "is dire beyond words",
+       "gave out almost at once", "belongs in a bin", "is worse than the one it replaced", "is a disgrace",
+       "is dire beyond words",
        "is unfit for purpose", "is a total write-off", "is a dud", "is a lemon", "is junk", "is crummy", "is trash",
        "is a rip-off", "is a waste of space", "is pants", "is ropey", "is grotty", "is bodged", "is half-baked", "is slapdash",
        "is a con", "is wretched", "is diabolical", "is a fiasco", "is clunky", "is janky", "is shambolic", "is a disaster",
@@ -147,9 +154,11 @@ UNDERSTATED = ["Does exactly what I hoped.", "I'd happily buy it again.", "It ha
 SARCASM = ["Oh great, {f}. Just what I needed.", "Love how {f}. Truly a premium experience.", "Brilliant. {F}.",
            "Five stars for teaching me patience: {f}.", "Fantastic value, if you enjoy the fact that {f}.",
            "Wow, {f}. Amazing quality, really.", "What a treat: {f}. Can't wait to buy another. Not.",
-           "{P} {g}... for exactly one day.", "Apparently {p} {g}. Mine must be the exception.", "The listing said {p} {g}. It lied.",
+           "{P} {g}... for exactly one day.", "Apparently {p} {g}. Mine must be the exception.",
+           "The listing said {p} {g}. It lied.",
            "Sure, {p} {g}, if you never actually use it.", "{P} {g}, said nobody who owns one."]
-HEDGED = ["It's fine, I suppose.", "Not great, not terrible.", "Does what it says, nothing more.", "Can't make up my mind about it.",
+HEDGED = ["It's fine, I suppose.", "Not great, not terrible.", "Does what it says, nothing more.",
+          "Can't make up my mind about it.",
           "It's okay for the price.", "Neither impressed nor disappointed.", "Some days I like it, some days I don't.",
           "Not bad, not brilliant either.", "It's alright. I expected a bit more, but it's alright."]
 FACTUAL = ["It arrived on Tuesday as promised.", "It came in the grey colour option.", "Instructions are in four languages.",
@@ -163,9 +172,12 @@ SHORT = {"positive": ["Love it!", "Perfect.", "Great buy.", "Superb, thanks!", "
          "neutral": ["Meh.", "It's fine.", "Ok I guess.", "As described.", "Average.", "No strong feelings.", "Arrived.",
                      "Not bad, not great."]}
 OFF_TOPIC = ["Ordered it for my sister's birthday.", "The courier was lovely, by the way.", "Paid with a gift card.",
-             "Writing this on my lunch break.", "Our dog barked at the box for ten minutes.", "The weather here has been awful all week.",
-             "The website was a pain to navigate.", "The delivery driver was brilliant.", "Shipping took ages, not the seller's fault.",
-             "My neighbour has the same one.", "I hate writing reviews but here goes.", "Terrible week at work, so this cheered me up."]
+             "Writing this on my lunch break.", "Our dog barked at the box for ten minutes.",
+             "The weather here has been awful all week.",
+             "The website was a pain to navigate.", "The delivery driver was brilliant.",
+             "Shipping took ages, not the seller's fault.",
+             "My neighbour has the same one.", "I hate writing reviews but here goes.",
+             "Terrible week at work, so this cheered me up."]
 FILLER = ["I spent a long time comparing options before choosing this one, reading reviews and watching videos.",
           "For context, I use it most days and I'm not especially gentle with my things.",
           "My partner was sceptical at first, and we argued about whether we needed it at all.",
@@ -288,7 +300,8 @@ def product_review(label: str, cat: str, rng: random.Random) -> str:
     parts = body(label, style, cat, p, rng)
     if style != "short":
         if rng.random() < 0.6:
-            parts.insert(0, rng.choice(OPEN[label if style in ("plain", "understated", "hedged", "factual") else "neutral"]).format(p=p))
+            parts.insert(0, rng.choice(OPEN[label if style in ("plain", "understated", "hedged",
+                                                               "factual") else "neutral"]).format(p=p))
         if rng.random() < KNOBS["closers"]:
             parts.append(rng.choice(CLOSE[label]))
     if rng.random() < KNOBS["off_topic"]:
@@ -308,12 +321,16 @@ def product_review(label: str, cat: str, rng: random.Random) -> str:
 SOCIAL = {
     "positive": ["omg the {x} at this place 😍😍", "best {x} in town, hands down!!", "staff were SO lovely, {x} was 10/10",
                  "ngl the {x} slapped. coming back next wk", "room upgrade + free brekkie?? yes pls", "{x} was bussin no cap",
-                 "cosy vibes, quick service, {x} on point", "can't stop thinking about that {x} lol", "lowkey the best {x} ive had"],
-    "negative": ["waited 45 mins for cold {x} smh", "room smelled like damp and the {x} was a joke 🤢", "rude staff, overpriced {x}, nope",
+                 "cosy vibes, quick service, {x} on point", "can't stop thinking about that {x} lol",
+                 "lowkey the best {x} ive had"],
+    "negative": ["waited 45 mins for cold {x} smh", "room smelled like damp and the {x} was a joke 🤢",
+                 "rude staff, overpriced {x}, nope",
                  "found a hair in my {x}. bye.", "aircon broke, no one came #fail", "paid 30 quid for a sad {x} 😒",
                  "the {x} gave me the ick tbh", "u had ONE job. {x} burnt AGAIN", "not it. {x} was beyond mid"],
-    "neutral": ["checked in at 3, {x} was ok i guess", "decent {x}, nothing to write home about", "it was fine. {x} average. parking easy",
-                "mid tbh. {x} neither good nor bad", "stayed 2 nights for work, {x} standard", "{x} was alright, wouldnt go out of my way",
+    "neutral": ["checked in at 3, {x} was ok i guess", "decent {x}, nothing to write home about",
+                "it was fine. {x} average. parking easy",
+                "mid tbh. {x} neither good nor bad", "stayed 2 nights for work, {x} standard",
+                "{x} was alright, wouldnt go out of my way",
                 "grabbed a quick {x} before the train, it was whatever"],
 }
 SOCIAL_SARCASM = ["love waiting an hour for {x} 🙃 #blessed", "10/10 would get food poisoning from the {x} again",
