@@ -164,3 +164,21 @@ def test_the_probe_drops_class_weights_that_push_it_below_the_majority_class():
     assert tried["their square root"] < 0.85 and info["class_weights"] == "none"   # the first one that reaches it
     assert info["cv_accuracy"] == tried["none"] >= 0.85
     assert ((x @ w.T + b).argmax(1) == 0).mean() > 0.85              # predicts the majority class at least as often
+
+
+def test_the_probe_scores_log_loss_exactly_as_sklearns_scorer():
+    """neg_log_loss skips sklearn's per-call validation; its value must be sklearn's, bit for bit, for binary and
+    multiclass probes and for a test fold that lacks a class (the probe's cross-validation scores with it)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    from nncli.train.head_init import neg_log_loss
+
+    rng = np.random.default_rng(0)
+    for k in (2, 3):
+        y = rng.integers(0, k, 90)
+        x = rng.normal(size=(90, 5)) + y[:, None]
+        lr = LogisticRegression(C=1e4, max_iter=2000).fit(x[:60], y[:60])   # near-certain probabilities
+        for rows in (slice(60, 90), np.flatnonzero(y[60:] != 0) + 60):
+            expected = -log_loss(y[rows], lr.predict_proba(x[rows]), labels=lr.classes_)   # what its scorer computes
+            assert neg_log_loss(lr, x[rows], y[rows]) == expected

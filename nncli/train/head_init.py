@@ -109,6 +109,15 @@ def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, weight: np.ndarray |
     return w, b, info
 
 
+def neg_log_loss(estimator, x: np.ndarray, y: np.ndarray) -> float:
+    """sklearn's "neg_log_loss" scorer, bit for bit (same clipping, same mean), without its per-call input validation,
+    which is most of a small probe's cross-validation time (9 C values x 5 folds x up to 3 weightings)."""
+    p = estimator.predict_proba(x)
+    eps = np.finfo(p.dtype).eps
+    picked = np.clip(p, eps, 1 - eps)[np.arange(len(y)), np.searchsorted(estimator.classes_, y)]
+    return -float(np.mean(-np.log(picked)))
+
+
 def _weighted_cv(z: np.ndarray, y: np.ndarray, weight, cv, info: dict):
     """The fitted regression for the first weighting whose out-of-fold accuracy reaches the majority class's."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
@@ -119,7 +128,7 @@ def _weighted_cv(z: np.ndarray, y: np.ndarray, weight, cv, info: dict):
     tried = []
     for name, wt in weightings(weight):
         cw = None if wt is None else {int(c): float(wt[c]) for c in present}
-        lr = LogisticRegressionCV(Cs=CS, cv=cv, scoring="neg_log_loss", class_weight=cw, max_iter=2000).fit(z, y)
+        lr = LogisticRegressionCV(Cs=CS, cv=cv, scoring=neg_log_loss, class_weight=cw, max_iter=2000).fit(z, y)
         c = float(np.atleast_1d(lr.C_)[0])
         oof = cross_val_predict(LogisticRegression(C=c, class_weight=cw, max_iter=2000), z, y, cv=cv)
         tried.append((float((oof == y).mean()), name, c, lr))
