@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-REVIEWS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "reviews"
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+REVIEWS = RECIPES / "data" / "reviews"
 
 
 @pytest.mark.slow
@@ -43,6 +45,14 @@ def test_quickstart_default_recipe_learns_on_real_model(tmp_path, cli):
     assert test["accuracy"] < 0.95 and r["baselines"]["tfidf_logreg"]["test"]["accuracy"] < 0.9
     assert not any("COLLAPSED" in w for w in r["warnings"])
     assert r["gates"] and all(g["passed"] for g in r["gates"])
+    # the demo's next step, with quickstart.yaml's own gates: make demo must not fail on the model it trains
+    step = next(s for s in yaml.safe_load((RECIPES / "quickstart.yaml").read_text())["steps"] if s["name"] == "evaluate")
+    gates = [f"--{side}={k}={v}" for side in ("min", "max") for k, v in step["gates"][side].items()]
+    slices = step["set"]["data.slice_column"]
+    code, stdout, stderr = cli("evaluate", out, "--data", REVIEWS / "test.csv", "--slice-column", slices, "--calibrate", *gates,
+                               "--output", tmp_path / "evaluate", "--json", "-q")
+    assert code == 0, stderr
+    assert all(g["passed"] for g in json.loads(stdout)["gates"]) and len(json.loads(stdout)["gates"]) == len(gates)
     # the demo's drift check: the held-out split of the same domain passes, the shifted split is flagged
     code, stdout, stderr = cli("drift", "--reference", out, "--current", REVIEWS / "heldout.csv", "--json", "-q")
     assert code == 0, stderr
