@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/nncli run quickstart
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # the edit-run loop: unit and CLI contract tests, no end-to-end training runs (tests marked slow)
 test-fast: setup
