@@ -53,8 +53,13 @@ def bootstrap_ci(y_true, y_pred, n_classes: int, n: int = 1000, seed: int = 0, l
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) < 2:
         return {}
-    return {"accuracy": bootstrap_rows(lambda i: (y_true[i] == y_pred[i]).mean(1), len(y_true), n, seed, level),
+    return {"accuracy": bootstrap_rows(lambda i: accuracy_rows(y_true, y_pred, i), len(y_true), n, seed, level),
             "macro_f1": bootstrap_rows(lambda i: macro_f1_rows(y_true, y_pred, i, n_classes), len(y_true), n, seed, level)}
+
+
+def accuracy_rows(y_true, y_pred, idx: np.ndarray) -> np.ndarray:
+    """accuracy of every resample at once: row r of `idx` holds the row indices of resample r."""
+    return (np.asarray(y_true)[idx] == np.asarray(y_pred)[idx]).mean(1)
 
 
 def macro_f1_rows(y_true, y_pred, idx: np.ndarray, n_classes: int) -> np.ndarray:

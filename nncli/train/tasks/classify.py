@@ -98,12 +98,10 @@ class ClassificationTask:
         y, new, ref = (np.asarray(a) for a in (self.enc["validation"]["labels"], self.predictions("validation"), reference))
         if np.array_equal(new, ref):
             return 0.5
-        if self.reference_metric == "accuracy":
-            def score(pred, idx):
-                return (pred[idx] == y[idx]).mean(1)
-        else:
-            def score(pred, idx):
-                return M.macro_f1_rows(y, pred, idx, self.n_classes)
+        def score(pred, idx):
+            if self.reference_metric == "accuracy":
+                return M.accuracy_rows(y, pred, idx)
+            return M.macro_f1_rows(y, pred, idx, self.n_classes)
 
         resamples = max(1000, int(round(20 / (1 - level))))        # >= 10 resamples beyond the bound in its tail
         bounds = M.bootstrap_rows(lambda idx: score(new, idx) - score(ref, idx), len(y), resamples, 0, 2 * level - 1)
