@@ -182,3 +182,62 @@ def test_the_probe_scores_log_loss_exactly_as_sklearns_scorer():
         for rows in (slice(60, 90), np.flatnonzero(y[60:] != 0) + 60):
             expected = -log_loss(y[rows], lr.predict_proba(x[rows]), labels=lr.classes_)   # what its scorer computes
             assert neg_log_loss(lr, x[rows], y[rows]) == expected
+
+
+def test_the_probes_c_search_stops_early_on_the_same_c_as_the_whole_grid():
+    """cv_path stops PATH_PATIENCE Cs past the best; on U-shaped held-out log loss that is LogisticRegressionCV's C
+    over the whole grid (the same warm-started path), with its out-of-fold accuracy at that C."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from nncli.train.head_init import CS, cv_path, neg_log_loss
+
+    stopped_early = 0
+    for seed, (n, k, shift) in enumerate([(120, 2, 0.8), (200, 3, 0.5), (300, 4, 1.5), (90, 2, 3.0)]):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, k, n)
+        x = rng.normal(size=(n, 20)) + shift * np.eye(k, 20)[y]
+        folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y))
+        full = LogisticRegressionCV(Cs=CS, cv=folds, scoring=neg_log_loss, max_iter=2000).fit(x, y)
+        c, acc = cv_path(x, y, None, folds)
+        assert c == float(np.atleast_1d(full.C_)[0])
+        oof = cross_val_predict(LogisticRegression(C=c, max_iter=2000), x, y, cv=folds)
+        assert abs(acc - (oof == y).mean()) <= 2 / n                # warm- vs cold-started fits: at most a row apart
+        stopped_early += c < CS[-3]
+    assert stopped_early >= 2                                       # the early stop was exercised, not just the grid
+
+
+def test_probe_features_come_back_in_row_order_whatever_the_batching():
+    """features() batches the rows longest first; what it returns must still be row i's features at position i."""
+    import torch
+
+    from nncli.train.head_init import features
+
+    class Task:
+        rows = [[1, 2, 3], [4], [5, 6, 7, 8, 9], [2, 2], [7, 1, 3, 3]]
+
+        def lengths(self, split):
+            return np.array([len(r) for r in self.rows])
+
+        def collate(self, split, idx):
+            from nncli.train.batching import pad
+
+            mask_rows = [[1] * len(r) for r in self.rows]
+            return {"inputs": {"input_ids": pad(self.rows, idx, 0), "attention_mask": pad(mask_rows, idx, 0)}}
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb, self.head = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 2)
+
+        def forward(self, input_ids, attention_mask):
+            m = attention_mask.unsqueeze(-1).float()
+            return self.head((self.emb(input_ids) * m).sum(1) / m.sum(1))
+
+    model, task = Model(), Task()
+    idx = [4, 0, 2, 3]
+    expected = np.stack([model.emb(torch.tensor(task.rows[i])).mean(0).detach().numpy() for i in idx])
+    for batch_size in (1, 2, 64):
+        got = features(model, task, model.head, idx, batch_size=batch_size)
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
