@@ -1,7 +1,7 @@
 """Offline fixtures: tiny models built from transformers configs (never downloaded) and tiny datasets.
 
-The tokenizers are trained in-process on the fixture corpus, so the suite needs no model package and
-no network. Models are 2 layers, hidden 32, built once per session.
+The tokenizers are built in-process from the fixture corpus (deterministically: tests/tiny_tokenizers.py), so the
+suite needs no model package and no network. Models are 2 layers, hidden 32, built once per session.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import pytest
+from tiny_tokenizers import byte_level_bpe, wordpiece_vocab
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -69,15 +70,11 @@ def _corpus() -> list[str]:
 
 @pytest.fixture(scope="session")
 def bert_tokenizer_dir(tmp_path_factory) -> Path:
-    from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizerFast
 
     d = tmp_path_factory.mktemp("tok_bert")
-    wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train_from_iterator(_corpus(), vocab_size=300, min_frequency=1,
-                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    wp.save_model(str(d))
-    BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(d)
+    vocab = wordpiece_vocab(_corpus(), 300, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], d)
+    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(d)
     return d
 
 
@@ -119,15 +116,11 @@ def tiny_distilbert(tmp_path_factory, bert_tokenizer_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_roberta(tmp_path_factory) -> Path:
     import torch
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
     d = tmp_path_factory.mktemp("tiny_roberta")
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_corpus(), vocab_size=400, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(d))
-    tok = RobertaTokenizerFast(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    vocab, merges = byte_level_bpe(_corpus(), 400, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], d)
+    tok = RobertaTokenizerFast(vocab_file=str(vocab), merges_file=str(merges))
     torch.manual_seed(0)
     cfg = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                         max_position_embeddings=130, pad_token_id=tok.pad_token_id)
@@ -206,14 +199,11 @@ def trained_run(tmp_path_factory, tiny_bert, tiny_data) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory) -> Path:
     import torch
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
     d = tmp_path_factory.mktemp("tiny_gpt2")
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_corpus(), vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
-    bpe.save_model(str(d))
-    tok = GPT2TokenizerFast(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    vocab, merges = byte_level_bpe(_corpus(), 400, ["<|endoftext|>"], d)
+    tok = GPT2TokenizerFast(vocab_file=str(vocab), merges_file=str(merges))
     tok.pad_token = tok.eos_token
     torch.manual_seed(0)
     cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=tok.eos_token_id,
