@@ -241,3 +241,48 @@ def test_probe_features_come_back_in_row_order_whatever_the_batching():
     for batch_size in (1, 2, 64):
         got = features(model, task, model.head, idx, batch_size=batch_size)
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_auto_epochs_see_about_the_same_number_of_examples_whatever_the_data_size():
+    from nncli.recipe.finetune import AUTO_EPOCHS_EXAMPLES
+    from nncli.train.preflight import choose_epochs
+
+    got = {n: choose_epochs("auto", n)[0] for n in (40, 620, 1000, 1500, 3000, 3257, 8000, 67000)}
+    assert got == {40: 6, 620: 6, 1000: 6, 1500: 4, 3000: 2, 3257: 2, 8000: 1, 67000: 1}
+    for n in (1500, 3000, 3257):     # inside the 1..6 range the examples seen stay within half an epoch of the budget
+        assert abs(got[n] * n - AUTO_EPOCHS_EXAMPLES) <= n / 2
+    assert choose_epochs(2.5, 3000) == (2.5, "set in the recipe")
+    assert "3,257 training rows" in choose_epochs("auto", 3257)[1]
+
+
+def test_auto_epochs_are_the_text_classifier_default_and_bad_values_are_refused():
+    import pytest
+    from pydantic import ValidationError
+
+    from nncli.recipe.finetune import ClassifierRecipe, DistillRecipe
+
+    data = {"data": {"train": "a.csv"}}
+    assert ClassifierRecipe.model_validate(data).train.epochs == "auto"
+    assert ClassifierRecipe.model_validate({**data, "train": {"epochs": 3}}).train.epochs == 3
+    assert DistillRecipe.model_validate({**data, "teacher": "t"}).train.epochs == 6     # students keep their 6
+    for bad in (0, -1, "many", 20000):
+        with pytest.raises(ValidationError, match="epochs"):
+            ClassifierRecipe.model_validate({**data, "train": {"epochs": bad}})
+
+
+def test_a_run_records_the_epochs_auto_chose_so_its_recipe_repeats_it(tiny_bert, tiny_data, tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    out = tmp_path / "run"
+    args = ["finetune", "--model", str(tiny_bert), "--data", str(tiny_data["train"]), "--validation",
+            str(tiny_data["validation"]), "--output", str(out), "train.max_steps=2", "data.max_length=32", "--json"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code in (0, 5), r.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["epochs"]["epochs"] == 6.0 and report["data"]["epochs"]["chosen"].startswith("auto")
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["train"]["epochs"] == 6.0

@@ -57,8 +57,11 @@ def finetune_default(key: str):
 
 _T, _D = "train.", "data."
 EpochsOpt = Annotated[float | None,
-                      typer.Option(metavar="N", help=f"Training epochs (default {finetune_default(_T + 'epochs'):g}; "
-                                                                       "early stopping may end sooner).")]
+                      typer.Option(metavar="N", help="Training epochs (default auto: about 6,000 training examples seen, "
+                                                     "1 to 6 epochs; early stopping may end sooner).")]
+DistillEpochsOpt = Annotated[float | None,
+                             typer.Option(metavar="N", help="Training epochs of the student (default 6; early stopping "
+                                                            "may end sooner).")]
 LrOpt = Annotated[float | None, typer.Option(metavar="LR", help="Peak learning rate (default 5e-4 with LoRA, 1e-4 full).")]
 BatchOpt = Annotated[int | None,
                      typer.Option(metavar="N", help=f"Examples per batch (default {finetune_default(_T + 'batch_size')}).")]

@@ -12,6 +12,7 @@ from nncli.cli.options import (
     ArgsArg,
     BatchOpt,
     DataOpt,
+    DistillEpochsOpt,
     EpochsOpt,
     LabelColOpt,
     LrOpt,
@@ -154,7 +155,7 @@ def distill(
                                                       help="Unlabelled texts the teacher labels for the student.")] = None,
     alpha: Annotated[float | None, typer.Option(help="Soft-target weight (default 0.5).")] = None,
     temperature: Annotated[float | None, typer.Option(help="Soft-target temperature (default 2).")] = None,
-    epochs: EpochsOpt = None,
+    epochs: DistillEpochsOpt = None,
     lr: LrOpt = None,
     control: Annotated[bool | None, typer.Option(
         "--control/--no-control", help="Also train the student without the teacher (default on).", metavar="")] = None,

@@ -8,6 +8,7 @@ chosen by `finetune_schema(raw)`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -107,11 +108,36 @@ class ClassifierTrain(TrainBase):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
 
 
+AUTO_EPOCHS_EXAMPLES = 6000      # train.epochs=auto: about this many training examples seen (see choose_epochs)
+
+
 class TextClassifierTrain(ClassifierTrain):
+    epochs: Union[float, Literal["auto"]] = Field(
+        "auto", description=f"training epochs (early stopping may end sooner); auto: about {AUTO_EPOCHS_EXAMPLES:,} "
+        "training examples seen, from 1 to 6 epochs (6 up to 1,000 rows, 2 at 3,000, 1 above 4,000; measured on "
+        "TweetEval, see benchmarks/README.md)",
+        json_schema_extra={"anyOf": [{"const": "auto"}, {"type": "number", "exclusiveMinimum": 0, "maximum": 10000}]})
     head_init: Literal["linear_probe", "random"] = Field(
         "linear_probe", description="start of a new classification head: a linear probe on the frozen features, kept "
         "unless a fine-tuned checkpoint beats it on validation beyond noise (LP-FT; measured on TweetEval, see "
         "benchmarks/README.md), or random; a head that came with the checkpoint is kept")
+
+    @field_validator("epochs", mode="plain")
+    @classmethod
+    def _epochs_auto_or_number(cls, v):        # one message, not one per member of the union
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"Input should be 'auto' or a number of epochs (got {v!r})")
+        if not math.isfinite(v):
+            raise ValueError("Input should be a finite number")
+        if not 0 < v <= 10000:
+            raise ValueError(f"Input should be above 0 and at most 10000 (got {v})")
+        return float(v)
+
+
+class DistillTrain(TextClassifierTrain):
+    epochs: float = Field(6, gt=0, le=10000, description="training epochs of the student (early stopping may end sooner)")
 
 
 class LMTrain(TrainBase):
@@ -264,6 +290,7 @@ class TeacherStudent(Strict):
 
 class DistillRecipe(TeacherStudent, ClassifierRecipe):
     student: str | None = Field("layers=3", description="layers=N (subset of the teacher's layers), hidden=H, both, or a model")
+    train: DistillTrain = DistillTrain()
     distill: DistillSpec = DistillSpec()
 
 

@@ -128,8 +128,8 @@ def train(s: Session, *, find_lr: str | None = None, callbacks: tuple = (), buil
                                 **({"lr_source": "learning-rate range test"} if find_lr else {}))
     cbs = [MetricsLog(s.out, r.logging.every_steps)]
     if r.logging.report_to:
-        cbs.append(Trackers(s.out, r.logging.report_to, r.name, {"lr": lr, **r.train.model_dump(mode="json")},
-                            every=r.logging.every_steps))
+        params = {**r.train.model_dump(mode="json"), "lr": lr, "epochs": getattr(s.pf, "epochs", None) or r.train.epochs}
+        cbs.append(Trackers(s.out, r.logging.report_to, r.name, params, every=r.logging.every_steps))
     console.log(f"model: {r.model.name} ({s.report['training']['total_parameters'] / 1e6:.2f}M parameters, "
                 f"{s.report['training']['trainable_parameters'] / 1e6:.3f}M trainable, method {r.method}, lr {lr:g})")
     try:
@@ -143,7 +143,8 @@ def train(s: Session, *, find_lr: str | None = None, callbacks: tuple = (), buil
 def fit_config(r, lr: float, s: Session) -> FitConfig:
     t = r.train
     again = f"nncli {s.command} {s.out.path}/recipe.yaml --output {s.out.path} --resume"
-    return FitConfig(epochs=t.epochs, max_steps=t.max_steps, batch_size=t.batch_size, accumulation=t.gradient_accumulation,
+    epochs = getattr(s.pf, "epochs", None) or t.epochs       # train.epochs=auto is resolved in pre-flight
+    return FitConfig(epochs=epochs, max_steps=t.max_steps, batch_size=t.batch_size, accumulation=t.gradient_accumulation,
                      lr=lr, weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
                      max_grad_norm=t.max_grad_norm, eval_every=t.eval_every, patience=t.early_stopping_patience, seed=t.seed,
                      bf16=use_bf16(t.bf16), group_by_length=t.group_by_length, resume_command=again,
@@ -203,7 +204,7 @@ def training_relevant(resolved: dict) -> dict:
 
 
 def resolved_recipe(recipe, pf) -> dict:
-    """recipe.yaml as it ran: the learning rate and max_length actually used, every local path absolute, gates
+    """recipe.yaml as it ran: the learning rate, max_length and epochs actually used, every local path absolute, gates
     included, so `nncli finetune recipe.yaml` repeats the job from any directory."""
     from pathlib import Path
 
@@ -214,6 +215,8 @@ def resolved_recipe(recipe, pf) -> dict:
     raw["train"]["lr"] = recipe.learning_rate()
     if getattr(pf, "max_length", None) and "max_length" in raw["data"]:
         raw["data"]["max_length"] = pf.max_length
+    if getattr(pf, "epochs", None) and raw["train"].get("epochs") == "auto":
+        raw["train"]["epochs"] = pf.epochs
     for key in PATH_KEYS.get(raw["command"], []):
         value = get_path(raw, key)
         if isinstance(value, str) and value and Path(value).exists():

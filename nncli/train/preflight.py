@@ -6,6 +6,7 @@ surface in seconds, not after an hour of training. Problems are collected and re
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class Checked:
 class Preflight(Checked):
     data: LabelledData | None = None
     max_length: int = 128
+    epochs: float | None = None
     tokenizer: object = None
 
 
@@ -52,6 +54,8 @@ def run(recipe, *, check_memory: bool = True) -> Preflight:
                              "the architecture may need model.trust_remote_code=true") from None
     problems.raise_all()
     _data_checks(pf, recipe)
+    pf.epochs, how = choose_epochs(recipe.train.epochs, len(pf.data.train))
+    pf.summary["epochs"] = {"epochs": pf.epochs, "chosen": how}
     _estimate(pf, recipe, check_memory)
     return pf
 
@@ -175,6 +179,20 @@ def choose_max_length(setting, lengths, model_max: int | None) -> tuple[int, str
     return cap, f"auto: the model's limit of {cap} tokens ({np.mean(lengths <= cap):.0%} of training texts fit)"
 
 
+def choose_epochs(setting, n_train: int) -> tuple[float, str]:
+    """train.epochs=auto: about AUTO_EPOCHS_EXAMPLES training examples seen, in whole epochs from 1 to 6. Up to 1,000
+    rows that is 6 epochs (early stopping usually ends sooner); on a few thousand rows a fine-tune started from the
+    linear probe has done its work in one or two epochs (TweetEval emotion and irony, benchmarks/README.md), and on
+    tens of thousands one epoch is already hours on a CPU."""
+    from nncli.recipe.finetune import AUTO_EPOCHS_EXAMPLES
+
+    if setting != "auto":
+        return float(setting), "set in the recipe"
+    epochs = max(1, min(6, math.floor(AUTO_EPOCHS_EXAMPLES / max(1, n_train) + 0.5)))
+    return float(epochs), (f"auto: the whole number of epochs, 1 to 6, nearest {AUTO_EPOCHS_EXAMPLES:,} examples seen "
+                           f"on {n_train:,} training rows")
+
+
 def _conflicting_duplicates(split, norm) -> int:
     seen: dict[str, set] = {}
     for t, y in zip(split.texts, split.labels):
@@ -208,9 +226,12 @@ def _estimate(pf: Preflight, recipe, check_memory: bool) -> None:
     threads = min(recipe.train.threads or cores, cores)
     busy = busy_cores_elsewhere()           # cores other processes keep busy now: they slow training as much
     free = max(0.25, min(threads, cores - busy)) if busy is not None else threads
-    rate = 70e9 * free  # ~140 GFLOP/s on 2 idle cores measured here
+    # what training achieves per idle core (the formula's FLOPs over measured time; LoRA on all-MiniLM-L6-v2, TweetEval
+    # emotion): 33 GFLOP/s on an AMD EPYC (avx512), 15-19 on an Intel Xeon (AMX, bf16 off); the 70 used before was 2-4x
+    # optimistic. The progress bar's eta, from the run's own steps, is the figure to trust once training starts.
+    rate = 24e9 * free
     epoch_s = tokens_epoch * flops_per_token / rate
-    epochs = recipe.train.epochs
+    epochs = pf.epochs
     if recipe.train.max_steps:
         steps_per_epoch = max(1, len(pf.data.train) // (b * recipe.train.gradient_accumulation))
         epochs = min(epochs, recipe.train.max_steps / steps_per_epoch)
@@ -247,6 +268,7 @@ def render(pf: Preflight) -> str:
     t = s["tokens"]
     lines.append(f"tokens: p50 {t['p50']}, p90 {t['p90']}, max {t['max']}; max_length {t['max_length']} "
                  f"truncates {t['truncated_share']:.1%}")
+    lines.append(f"epochs: {s['epochs']['epochs']:g} ({s['epochs']['chosen']}; early stopping may end sooner)")
     e = pf.estimate
     lines.append(f"estimate: peak memory ~{e['peak_memory_gb']} GB of {e['available_memory_gb']} GB available; "
                  f"~{_fmt_s(e['seconds_per_epoch'])} per epoch, at most ~{_fmt_s(e['seconds_total_max'])} in all"
