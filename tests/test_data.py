@@ -204,3 +204,13 @@ def test_a_label_called_none_is_a_class(tmp_path):
     d = load_labelled(spec(p))
     assert d.label_names == ["NA", "None", "against", "favor", "none"]
     assert d.train.dropped == {} and len(d.train) + len(d.validation) == 50
+
+
+def test_a_held_out_file_that_names_the_text_column_differently_gets_the_list_hint(tmp_path):
+    tr, te = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    tr.write_text("label\tsentence\n0\ta b\n1\tc d\n0\te f\n1\tg h\n")
+    te.write_text("label\tcontent\n0\ta b\n1\tc d\n")
+    with pytest.raises(UsageError) as e:
+        load_labelled(spec(tr, text_column="sentence", test=str(te)))
+    assert "--text-column 'sentence' --text-column 'content'" in e.value.hint
+    assert load_labelled(spec(tr, text_column=["sentence", "content"], test=str(te))).test.texts == ["a b", "c d"]

@@ -100,10 +100,14 @@ def check_column(table: Table, column: str, key: str, role: str) -> None:
         cols = list(table.columns)
         close = difflib.get_close_matches(column, cols, n=1, cutoff=0.5) or [c for c in cols if c.lower() == column.lower()]
         guess = None if close else likely_column(table, "label" if key.endswith("label_column") else "text")
-        if close:
+        flag = "--label-column" if key.endswith("label_column") else "--text-column"
+        held_out = role in ("validation", "test") and key in ("data.text_column", "data.label_column")
+        if close and held_out:     # train had the column: a list of names covers files that differ
+            hint = (f"did you mean '{close[0]}'? when files name it differently, give both (the first one each file "
+                    f"has): {flag} '{column}' {flag} '{close[0]}'")
+        elif close:
             hint = f"did you mean '{close[0]}'? (set {key}={close[0]})"
         elif guess:
-            flag = "--label-column" if key.endswith("label_column") else "--text-column"
             hint = f"'{guess}' looks like it: pass {flag} '{guess}' (or set {key}); the columns are {', '.join(map(str, cols))}"
         else:
             hint = f"set {key} to one of: {', '.join(map(str, cols))}"
