@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from nncli.recipe.finetune import AUTO_EPOCHS_EXAMPLES
+
 # ---------------------------------------------------------------------------------------------- shared options
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout (results only).", metavar="")]
@@ -57,8 +59,8 @@ def finetune_default(key: str):
 
 _T, _D = "train.", "data."
 EpochsOpt = Annotated[float | None,
-                      typer.Option(metavar="N", help="Training epochs (default auto: about 6,000 training examples seen, "
-                                                     "1 to 6 epochs; early stopping may end sooner).")]
+                      typer.Option(metavar="N", help=f"Training epochs (default auto: about {AUTO_EPOCHS_EXAMPLES:,} training "
+                                                     "examples seen, 1 to 6 epochs; early stopping may end sooner).")]
 DistillEpochsOpt = Annotated[float | None,
                              typer.Option(metavar="N", help="Training epochs of the student (default 6; early stopping "
                                                             "may end sooner).")]

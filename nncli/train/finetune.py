@@ -128,7 +128,7 @@ def train(s: Session, *, find_lr: str | None = None, callbacks: tuple = (), buil
                                 **({"lr_source": "learning-rate range test"} if find_lr else {}))
     cbs = [MetricsLog(s.out, r.logging.every_steps)]
     if r.logging.report_to:
-        params = {**r.train.model_dump(mode="json"), "lr": lr, "epochs": getattr(s.pf, "epochs", None) or r.train.epochs}
+        params = {**r.train.model_dump(mode="json"), "lr": lr, "epochs": planned_epochs(s)}
         cbs.append(Trackers(s.out, r.logging.report_to, r.name, params, every=r.logging.every_steps))
     console.log(f"model: {r.model.name} ({s.report['training']['total_parameters'] / 1e6:.2f}M parameters, "
                 f"{s.report['training']['trainable_parameters'] / 1e6:.3f}M trainable, method {r.method}, lr {lr:g})")
@@ -143,12 +143,17 @@ def train(s: Session, *, find_lr: str | None = None, callbacks: tuple = (), buil
 def fit_config(r, lr: float, s: Session) -> FitConfig:
     t = r.train
     again = f"nncli {s.command} {s.out.path}/recipe.yaml --output {s.out.path} --resume"
-    epochs = getattr(s.pf, "epochs", None) or t.epochs       # train.epochs=auto is resolved in pre-flight
-    return FitConfig(epochs=epochs, max_steps=t.max_steps, batch_size=t.batch_size, accumulation=t.gradient_accumulation,
-                     lr=lr, weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
+    return FitConfig(epochs=planned_epochs(s), max_steps=t.max_steps, batch_size=t.batch_size,
+                     accumulation=t.gradient_accumulation, lr=lr, weight_decay=t.weight_decay,
+                     warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
                      max_grad_norm=t.max_grad_norm, eval_every=t.eval_every, patience=t.early_stopping_patience, seed=t.seed,
                      bf16=use_bf16(t.bf16), group_by_length=t.group_by_length, resume_command=again,
                      eval_at_start=s.report["training"].get("head_init", {}).get("method") == "linear_probe")
+
+
+def planned_epochs(s: Session) -> float:
+    """The epochs the run trains: pre-flight's resolution of train.epochs=auto (texts), else the recipe's number."""
+    return getattr(s.pf, "epochs", None) or s.recipe.train.epochs
 
 
 def _range_test(s: Session, task, model) -> float:

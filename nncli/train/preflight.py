@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nncli.core.errors import EnvironmentProblem, InputError, Problems, UsageError
 from nncli.io.labelled import LabelledData, load_labelled
+from nncli.recipe.finetune import AUTO_EPOCHS_EXAMPLES
 
 
 @dataclass
@@ -184,8 +185,6 @@ def choose_epochs(setting, n_train: int) -> tuple[float, str]:
     rows that is 6 epochs (early stopping usually ends sooner); on a few thousand rows a fine-tune started from the
     linear probe has done its work in one or two epochs (TweetEval emotion and irony, benchmarks/README.md), and on
     tens of thousands one epoch is already hours on a CPU."""
-    from nncli.recipe.finetune import AUTO_EPOCHS_EXAMPLES
-
     if setting != "auto":
         return float(setting), "set in the recipe"
     epochs = max(1, min(6, math.floor(AUTO_EPOCHS_EXAMPLES / max(1, n_train) + 0.5)))
